@@ -1,0 +1,51 @@
+# StreamPulse: the two commands are `make demo` (the whole pipeline) and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup up down clean status logs worker api demo test test-unit lint bench bench-quick
+
+setup:
+	@scripts/setup.sh
+
+up: setup
+	@scripts/stack.sh up
+
+down:
+	@scripts/stack.sh down
+
+clean:
+	@scripts/stack.sh clean
+
+status:
+	@scripts/stack.sh status
+
+logs:
+	@scripts/stack.sh logs
+
+worker: up
+	$(BIN)/faust -A app worker -l info
+
+api: setup
+	$(BIN)/uvicorn api.main:app --host 127.0.0.1 --port $${STREAMPULSE_API_PORT:-8000}
+
+demo: up
+	@$(BIN)/python scripts/demo.py
+
+test: setup
+	@scripts/run_tests.sh
+
+test-unit: setup
+	$(BIN)/pytest tests/unit -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app agents tables api producers
+
+bench:
+	@STREAMPULSE_EXTRAS=test,bench scripts/setup.sh && scripts/stack.sh up && $(BIN)/python -m bench
+
+bench-quick:
+	@STREAMPULSE_EXTRAS=test,bench scripts/setup.sh && scripts/stack.sh up && $(BIN)/python -m bench --quick

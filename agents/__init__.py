@@ -1,0 +1,1 @@
+"""Stream processors: the windowed aggregation agent and the Redis sink agent."""

@@ -1,0 +1,128 @@
+"""The trip event: one pydantic model decides validity in the replayer and in the agents.
+
+Validation errors become a short, bounded reason code (``field:error``) for counters and a
+human message for the rejects file and the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MAX_EPOCH_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def _epoch_seconds(value: Any) -> Any:
+    """Numbers are epoch seconds (the contract), never pydantic's seconds-or-ms guess."""
+    if isinstance(value, bool):
+        raise ValueError("event_time must be an ISO-8601 string or epoch seconds")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or not 0 <= value <= _MAX_EPOCH_S:
+            raise ValueError("epoch seconds out of range")
+        return EPOCH + timedelta(seconds=value)
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a number is required, not a boolean")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]
+
+
+class TripEvent(BaseModel):
+    """A completed trip, as carried on the ``events`` topic."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    trip_id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    region_id: Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=2**63 - 1)]
+    event_time: Annotated[datetime, BeforeValidator(_epoch_seconds)]
+    fare: Annotated[Number, Field(ge=0, le=10_000)]
+    duration: Annotated[Number, Field(ge=0, le=86_400)]
+    distance: Annotated[Number, Field(ge=0, le=1_000)]
+
+    @field_validator("event_time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @property
+    def event_time_ms(self) -> int:
+        return (self.event_time - EPOCH) // _MS
+
+    def to_canonical(self) -> dict[str, Any]:
+        """The contract's JSON shape, with event_time in UTC ``Z`` notation."""
+        return {
+            "trip_id": self.trip_id,
+            "region_id": self.region_id,
+            "event_time": format_time_ms(self.event_time_ms),
+            "fare": self.fare,
+            "duration": self.duration,
+            "distance": self.distance,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_canonical())
+
+
+def format_time_ms(t_ms: int) -> str:
+    """ISO-8601 UTC with a ``Z``; milliseconds only when there are some."""
+    dt = EPOCH + timedelta(milliseconds=t_ms)
+    if t_ms % 1000:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t_ms % 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a record is invalid: ``reason`` is a bounded code, ``message`` is for humans."""
+
+    reason: str
+    message: str
+
+
+def rejection_from_error(exc: ValidationError) -> Rejection:
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(p) for p in first["loc"]) or "record"
+    if first["type"] == "missing":
+        return Rejection(f"missing:{field}", f"{field}: field required")
+    if first["type"] in {"json_invalid", "json_type"}:
+        return Rejection("invalid_json", f"not a JSON object: {first['msg']}")
+    if first["type"] == "model_type":
+        return Rejection("not_an_object", "the record is not a JSON object")
+    return Rejection(f"invalid:{field}", f"{field}: {first['msg']} (got {_short(first.get('input'))})")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_event(data: bytes | str | dict[str, Any]) -> TripEvent | Rejection:
+    """Validate raw JSON or a mapping; never raises on bad input."""
+    try:
+        if isinstance(data, dict):
+            return TripEvent.model_validate(data)
+        return TripEvent.model_validate_json(data)
+    except ValidationError as exc:
+        return rejection_from_error(exc)

@@ -1,0 +1,44 @@
+"""The Faust app, built from the one settings object (Faust's own env reading is not used).
+
+``faust -A app worker`` finds ``app`` here; agents and tables are autodiscovered from the
+``agents`` and ``tables`` packages.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from app.settings import Settings, get_settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        store="rocksdb://",
+        datadir=str(settings.worker_data_dir),
+        autodiscover=["agents", "tables"],
+        origin="app",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        producer_max_batch_size=512 * 1024,
+        producer_compression_type="gzip",
+        stream_buffer_maxsize=16_384,
+        stream_wait_empty=False,
+        table_cleanup_interval=3600.0,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+    )
+
+
+settings = get_settings()
+app = create_app(settings)

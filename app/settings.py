@@ -1,0 +1,194 @@
+"""The one settings object of StreamPulse, shared by the worker, the API and the producers.
+
+Every value comes from the environment (prefix ``STREAMPULSE_``) or a ``.env`` file. A bad value
+fails at start-up with a message naming the variable, because a worker that starts with a
+misread window size or lateness computes wrong results silently for hours.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tables.windows import WindowSize, parse_duration_ms, parse_windows
+
+ENV_PREFIX = "STREAMPULSE_"
+DEFAULT_APP_ID = "streampulse"
+
+#: Redis retention per window size when ``STREAMPULSE_RETENTION_<size>`` is not set: long enough
+#: for a dashboard to scroll back a useful span, short enough to keep Redis small.
+_DEFAULT_RETENTION_S = {60_000: 2 * 86_400, 300_000: 7 * 86_400, 900_000: 30 * 86_400}
+_LONG_RETENTION_S = 90 * 86_400
+
+_APP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOSTPORT_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+class SettingsError(ValueError):
+    """A setting could not be read; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Typed view of the ``STREAMPULSE_*`` environment (see the README's configuration table)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field(
+        "localhost:9092", description="host:port[,host:port]"
+    )
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis URL (redis://, rediss://, unix://)")
+    app_id: str = Field(DEFAULT_APP_ID, description="Faust app id: consumer group, changelog and key prefix")
+    events_topic: str | None = Field(None, description="input topic (default: events)")
+    dlq_topic: str | None = Field(None, description="dead-letter topic (default: events-dlq)")
+    late_topic: str | None = Field(None, description="late-event topic (default: events-late)")
+    results_topic: str | None = Field(None, description="final-window topic (default: window-results)")
+    partitions: int = Field(8, ge=1, le=1024, description="partitions of every StreamPulse topic")
+    windows: str = Field("1m,5m,15m,1h", description="tumbling window sizes")
+    allowed_lateness: str = Field("30s", description="how far behind the highest event time an event may be")
+    idle_timeout: str = Field(
+        "60s", description="silence after which a partition's windows close (0: never)"
+    )
+    data_dir: Path | None = Field(None, description="RocksDB directory (default: .data/worker-<WEB_PORT>)")
+    web_port: int = Field(6066, ge=1, le=65535, description="worker web/metrics port")
+    web_host: str = Field("127.0.0.1", description="address the worker web server binds")
+    api_port: int = Field(8000, ge=1, le=65535, description="API port")
+    zones_file: Path = Field(
+        Path(__file__).resolve().parent.parent / "data" / "tlc" / "taxi_zones.csv",
+        description="TLC zone lookup (LocationID, zone, borough) naming the regions",
+    )
+    results_stale_after: str = Field(
+        "15m", description="/health fails after this long without a result"
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts or not all(_HOSTPORT_RE.match(h) for h in hosts):
+            raise ValueError(f"expected host:port[,host:port], got {value!r}")
+        return ",".join(hosts)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in {"redis", "rediss", "unix"} or not (parsed.netloc or parsed.path):
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {value!r}")
+        return value
+
+    @field_validator("app_id")
+    @classmethod
+    def _check_app_id(cls, value: str) -> str:
+        if not _APP_ID_RE.match(value):
+            raise ValueError(f"letters, digits, '.', '_', '-' only (got {value!r})")
+        return value
+
+    @field_validator("events_topic", "dlq_topic", "late_topic", "results_topic")
+    @classmethod
+    def _check_topic(cls, value: str | None) -> str | None:
+        if value is not None and not _TOPIC_RE.match(value):
+            raise ValueError(f"not a valid Kafka topic name: {value!r}")
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _check_windows(cls, value: str) -> str:
+        parse_windows(value)
+        return value
+
+    @field_validator("allowed_lateness", "idle_timeout", "results_stale_after")
+    @classmethod
+    def _check_duration(cls, value: str) -> str:
+        parse_duration_ms(value, allow_zero=True)
+        return value
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> Settings:
+        self.retention_s()
+        return self
+
+    # Derived values. Topic names derive from the app id so that two app ids never share topics.
+    def _topic(self, explicit: str | None, base: str) -> str:
+        if explicit:
+            return explicit
+        return base if self.app_id == DEFAULT_APP_ID else f"{self.app_id}.{base}"
+
+    @property
+    def events(self) -> str:
+        return self._topic(self.events_topic, "events")
+
+    @property
+    def dlq(self) -> str:
+        return self._topic(self.dlq_topic, "events-dlq")
+
+    @property
+    def late(self) -> str:
+        return self._topic(self.late_topic, "events-late")
+
+    @property
+    def results(self) -> str:
+        return self._topic(self.results_topic, "window-results")
+
+    @property
+    def window_sizes(self) -> list[WindowSize]:
+        return parse_windows(self.windows)
+
+    @property
+    def lateness_ms(self) -> int:
+        return parse_duration_ms(self.allowed_lateness, allow_zero=True)
+
+    @property
+    def idle_timeout_ms(self) -> int:
+        return parse_duration_ms(self.idle_timeout, allow_zero=True)
+
+    @property
+    def stale_after_ms(self) -> int:
+        return parse_duration_ms(self.results_stale_after, allow_zero=True)
+
+    @property
+    def worker_data_dir(self) -> Path:
+        return self.data_dir or Path(".data") / f"worker-{self.web_port}"
+
+    def retention_s(self) -> dict[str, int]:
+        """Seconds Redis keeps results of each window size, from ``STREAMPULSE_RETENTION_<size>``."""
+        out: dict[str, int] = {}
+        for size in self.window_sizes:
+            var = f"{ENV_PREFIX}RETENTION_{size.name}"
+            raw = os.environ.get(var) or os.environ.get(var.upper())
+            if raw:
+                try:
+                    out[size.name] = parse_duration_ms(raw) // 1000
+                except ValueError as exc:
+                    raise ValueError(f"{var}: {exc}") from exc
+                if out[size.name] < 1:
+                    raise ValueError(f"{var}: retention must be at least 1s")
+            else:
+                out[size.name] = _DEFAULT_RETENTION_S.get(size.size_ms, _LONG_RETENTION_S)
+        return out
+
+
+def load_settings() -> Settings:
+    """Build the settings or raise :class:`SettingsError` naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = "_".join(str(part) for part in err["loc"]).upper()
+            name = f"{ENV_PREFIX}{loc}" if loc else "STREAMPULSE settings"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {msg}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,62 @@
+"""Waits until Kafka or Redis (from the StreamPulse settings) answers; exit 1 on timeout."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio import Redis
+
+from app.settings import get_settings
+
+
+async def kafka_ok(bootstrap: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()
+
+
+async def redis_ok(url: str) -> bool:
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+async def main() -> int:
+    logging.disable(logging.CRITICAL)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("service", choices=["kafka", "redis"])
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args()
+    settings = get_settings()
+    deadline = time.monotonic() + args.timeout
+    while True:
+        if args.service == "kafka":
+            ok = await kafka_ok(settings.kafka_bootstrap)
+        else:
+            ok = await redis_ok(settings.redis_url)
+        if ok:
+            return 0
+        if time.monotonic() > deadline:
+            target = settings.kafka_bootstrap if args.service == "kafka" else settings.redis_url
+            print(f"{args.service}: no answer at {target} after {args.timeout:.0f}s", file=sys.stderr)
+            return 1
+        await asyncio.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

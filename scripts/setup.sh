@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what StreamPulse needs on a fresh machine: the virtualenv with the package and its
+# test extras, the pinned Kafka jars from Maven Central, and Debian's redis-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-python3}
+EXTRAS=${STREAMPULSE_EXTRAS:-test}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating virtualenv .venv"
+  "$PY" -m venv .venv
+fi
+STAMP=.venv/.installed-$EXTRAS
+if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ]; then
+  echo "setup: installing streampulse[$EXTRAS] into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[$EXTRAS]"
+  touch "$STAMP"
+fi
+
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
+LIB=.cache/kafka/$KAFKA_VERSION/lib
+if [ ! -f "$LIB/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+  echo "setup: resolving Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIB"
+  command -v mvn >/dev/null || { echo "setup: Maven (mvn) is required to fetch the Kafka jars" >&2; exit 1; }
+  mkdir -p "$LIB"
+  (cd scripts/kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$ROOT/$LIB")
+fi
+
+if ! command -v redis-server >/dev/null; then
+  echo "setup: installing Debian's redis-server"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  # Debian's package starts a system-wide server on 6379; the project runs its own.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+    $SUDO systemctl stop redis-server || true
+  fi
+  pkill -f "redis-server 127.0.0.1:6379" 2>/dev/null || true
+fi
+echo "setup: ready (.venv, Kafka $KAFKA_VERSION, $(redis-server --version | cut -d' ' -f3))"

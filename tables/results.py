@@ -1,0 +1,24 @@
+"""The window result record: what the results topic carries, Redis stores and the API serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.events import format_time_ms
+from tables.aggregate import TripAggregate
+
+
+def window_record(
+    region_id: int, size_name: str, size_ms: int, start_ms: int, agg: TripAggregate, *, final: bool
+) -> dict[str, Any]:
+    """Deterministic for a given input: re-emitting a window produces byte-identical JSON."""
+    return {
+        "region_id": region_id,
+        "window": size_name,
+        "window_start": format_time_ms(start_ms),
+        "window_end": format_time_ms(start_ms + size_ms),
+        "window_start_ms": start_ms,
+        "window_end_ms": start_ms + size_ms,
+        "final": final,
+        **agg.metrics(),
+    }
