@@ -40,9 +40,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
 
-    kafka_bootstrap: str = Field(
-        "localhost:9092", description="host:port[,host:port]"
-    )
+    kafka_bootstrap: str = Field("localhost:9092", description="host:port[,host:port]")
     redis_url: str = Field("redis://localhost:6379/0", description="Redis URL (redis://, rediss://, unix://)")
     app_id: str = Field(DEFAULT_APP_ID, description="Faust app id: consumer group, changelog and key prefix")
     events_topic: str | None = Field(None, description="input topic (default: events)")
@@ -52,9 +50,7 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1, le=1024, description="partitions of every StreamPulse topic")
     windows: str = Field("1m,5m,15m,1h", description="tumbling window sizes")
     allowed_lateness: str = Field("30s", description="how far behind the highest event time an event may be")
-    idle_timeout: str = Field(
-        "60s", description="silence after which a partition's windows close (0: never)"
-    )
+    idle_timeout: str = Field("60s", description="silence after which a partition's windows close (0: never)")
     data_dir: Path | None = Field(None, description="RocksDB directory (default: .data/worker-<WEB_PORT>)")
     web_port: int = Field(6066, ge=1, le=65535, description="worker web/metrics port")
     web_host: str = Field("127.0.0.1", description="address the worker web server binds")
@@ -63,9 +59,7 @@ class Settings(BaseSettings):
         Path(__file__).resolve().parent.parent / "data" / "tlc" / "taxi_zones.csv",
         description="TLC zone lookup (LocationID, zone, borough) naming the regions",
     )
-    results_stale_after: str = Field(
-        "15m", description="/health fails after this long without a result"
-    )
+    results_stale_after: str = Field("15m", description="/health fails after this long without a result")
 
     @field_validator("kafka_bootstrap")
     @classmethod

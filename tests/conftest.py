@@ -22,7 +22,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("STREAMPULSE_REQUIRE_INTEGRATION") == "1" and _skipped_integration:
-        print(
-            f"\nERROR: {len(_skipped_integration)} integration test(s) were skipped: {_skipped_integration[:5]}"
-        )
+        names = _skipped_integration[:5]
+        print(f"\nERROR: {len(_skipped_integration)} integration test(s) were skipped: {names}")
         session.exitstatus = 1

@@ -1,0 +1,66 @@
+"""StreamPulse's own Prometheus metrics (Faust's sensor adds the stream/table metrics).
+
+Names follow Prometheus conventions: base units in names, ``_total`` counters, bounded labels
+(window size, partition, reason code; never a trip id).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+EVENTS_PROCESSED = Counter("streampulse_events_processed_total", "Valid events folded into their windows")
+EVENTS_INVALID = Counter(
+    "streampulse_events_invalid_total", "Records sent to the dead-letter topic, by reason", ["reason"]
+)
+EVENTS_LATE = Counter(
+    "streampulse_events_late_total", "Events that missed a final window, by window size", ["window"]
+)
+EVENTS_DUPLICATE = Counter(
+    "streampulse_events_duplicate_total",
+    "Redelivered events skipped because their offset was already applied (after a crash or rebalance)",
+)
+CONTROL_RECORDS = Counter("streampulse_control_records_total", "Control records processed, by kind", ["kind"])
+WINDOWS_FINALIZED = Counter(
+    "streampulse_windows_finalized_total", "Windows made final and emitted, by window size", ["window"]
+)
+OPEN_WINDOWS = Gauge("streampulse_open_windows", "Open windows held in the worker's state", ["partition"])
+WATERMARK = Gauge(
+    "streampulse_watermark_timestamp_seconds", "Event-time watermark per input partition", ["partition"]
+)
+WATERMARK_DELAY = Gauge(
+    "streampulse_watermark_delay_seconds",
+    "Wall clock minus the watermark, per input partition",
+    ["partition"],
+)
+EVENT_TIME_LAG = Gauge(
+    "streampulse_event_time_lag_seconds",
+    "Wall clock minus the highest event time seen, per input partition",
+    ["partition"],
+)
+CONSUMER_LAG = Gauge(
+    "streampulse_consumer_lag_messages",
+    "Records behind the partition's high watermark",
+    ["topic", "partition"],
+)
+LAST_EVENT_SECONDS = Gauge(
+    "streampulse_last_event_processed_timestamp_seconds", "Wall-clock time the worker last processed an event"
+)
+E2E_LATENCY = Histogram(
+    "streampulse_open_window_latency_seconds",
+    "Event record timestamp to its open window written to Redis",
+    buckets=LATENCY_BUCKETS,
+)
+FINAL_LATENCY = Histogram(
+    "streampulse_final_window_latency_seconds",
+    "Window close (watermark passed its end) to the final result written to Redis",
+    buckets=LATENCY_BUCKETS,
+)
+SINK_WRITE_SECONDS = Histogram(
+    "streampulse_sink_write_seconds",
+    "Redis write duration per batch, by kind",
+    ["kind"],
+    buckets=LATENCY_BUCKETS,
+)
+SINK_ERRORS = Counter("streampulse_sink_errors_total", "Failed Redis writes (retried), by kind", ["kind"])
