@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
 
 from app.settings import Settings, get_settings
 
@@ -42,3 +43,5 @@ def create_app(settings: Settings) -> faust.App:
 
 settings = get_settings()
 app = create_app(settings)
+#: Faust's own stream/table/consumer metrics, served with ours on the worker's /metrics.
+setup_prometheus_sensors(app, name_prefix="streampulse_faust")

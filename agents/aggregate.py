@@ -1,0 +1,265 @@
+"""The windowed aggregation agent: decode, validate, aggregate, emit — a batch at a time.
+
+Each batch is grouped by source partition. Per partition, every touched window is written to the
+changelogged table once, then the partition's progress record, then the windows the frontier
+closed are published to the results topic (delivery awaited) and deleted from the table (a real
+tombstone). That order is what makes a crash at any point recoverable without loss or double
+counting (see tables/partition_state.py and docs/processing.md).
+
+Table writes need Faust's "current event" to pick the changelog partition; ``take_events`` runs
+the iteration in another task, so the context is set explicitly to an event of the partition
+being written (faust.streams._current_event, pinned with faust-streaming==0.15.3 and covered by
+the recovery tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from faust import streams as faust_streams
+from faust.types import EventT
+
+from app import metrics
+from app.control import IDLE, control_kind, decode_control, encode_control
+from app.events import TripEvent, format_time_ms, parse_event
+from app.main import app, settings
+from app.topics import dlq_topic, events_topic, late_topic, results_topic
+from tables.aggregate import TripAggregate
+from tables.partition_state import (
+    PartitionState,
+    Progress,
+    WindowKey,
+    parse_window_table_key,
+    progress_table_key,
+    window_table_key,
+)
+from tables.results import window_record
+from tables.state import state_table
+from tables.windows import WindowSize
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 10_000
+BATCH_WITHIN_S = 0.05
+CLOSED_AT_HEADER = "streampulse-closed-at-ms"
+
+SIZES: list[WindowSize] = settings.window_sizes
+SIZE_NAMES = {s.size_ms: s.name for s in SIZES}
+
+#: Per-partition state cached in memory; rebuilt from the table after (re)assignment.
+_states: dict[int, PartitionState] = {}
+#: Wall-clock time a record was last seen per partition, and whether an idle marker is pending.
+_last_seen: dict[int, float] = {}
+_idle_sent: set[int] = set()
+#: Open windows changed since the last live mirror, with the oldest unmirrored record timestamp.
+live_dirty: dict[WindowKey, tuple[dict[str, Any], float]] = {}
+
+
+def _load_partition(partition: int) -> PartitionState:
+    """Rebuild a partition's state from the (recovered) table."""
+    windows: dict[WindowKey, TripAggregate] = {}
+    prefix = f"w|{partition}|"
+    for raw_key, value in state_table.items():
+        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        if not key.startswith(prefix) or value is None:
+            continue
+        parsed = parse_window_table_key(key)
+        if parsed is not None and parsed[1][0] in SIZE_NAMES:
+            windows[parsed[1]] = TripAggregate.from_state(value)
+    progress = Progress.from_state(state_table.get(progress_table_key(partition)))
+    log.info(
+        "partition %d: %d open windows recovered, progress offset %d",
+        partition,
+        len(windows),
+        progress.offset,
+    )
+    return PartitionState(partition, SIZES, settings.lateness_ms, progress, windows)
+
+
+def _partition_state(partition: int) -> PartitionState:
+    state = _states.get(partition)
+    if state is None:
+        state = _states[partition] = _load_partition(partition)
+    return state
+
+
+def _partitions_arg(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> set[Any]:
+    """Faust sends the partition set positionally; accept the keyword form too."""
+    return set(args[0]) if args else set(kwargs.get(name, ()))
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    for tp in _partitions_arg(args, kwargs, "revoked"):
+        if tp.topic == settings.events:
+            _states.pop(tp.partition, None)
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]
+async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    # The table may be recovered from the changelog after this; rebuild lazily on first use.
+    for tp in _partitions_arg(args, kwargs, "assigned"):
+        if tp.topic == settings.events:
+            _states.pop(tp.partition, None)
+
+
+def _dlq_headers(event: EventT, reason: str, message: str) -> list[tuple[str, bytes]]:
+    msg = event.message
+    return [
+        ("streampulse-error-reason", reason.encode()),
+        ("streampulse-error-message", message.encode()[:1000]),
+        ("streampulse-source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
+    ]
+
+
+async def _process_partition(partition: int, events: Sequence[EventT]) -> None:
+    state = _partition_state(partition)
+    sends: list[Any] = []
+    now = time.time()
+    _last_seen[partition] = now
+    _idle_sent.discard(partition)
+    newest_ts = 0.0
+    processed = 0
+    for event in events:
+        msg = event.message
+        offset = msg.offset
+        if state.is_duplicate(offset):
+            metrics.EVENTS_DUPLICATE.inc()
+            continue
+        kind = control_kind(
+            msg.headers if isinstance(msg.headers, list) else list((msg.headers or {}).items())
+        )
+        if kind is not None:
+            control = decode_control(kind, event.value)
+            if control is None:
+                sends.append(
+                    await _send_dlq(event, "invalid_control", "control record without event_time_ms")
+                )
+            else:
+                state.apply_control(control.event_time_ms)
+                metrics.CONTROL_RECORDS.labels(kind).inc()
+            state.mark_applied(offset)
+            continue
+        parsed = parse_event(event.value)
+        if not isinstance(parsed, TripEvent):
+            metrics.EVENTS_INVALID.labels(parsed.reason).inc()
+            log.warning("invalid record %s/%d/%d: %s", msg.topic, msg.partition, offset, parsed.message)
+            sends.append(await _send_dlq(event, parsed.reason, parsed.message))
+            state.mark_applied(offset)
+            continue
+        t_ms = parsed.event_time_ms
+        outcome = state.apply_event(
+            offset, parsed.region_id, t_ms, parsed.fare, parsed.duration, parsed.distance
+        )
+        for late in outcome.late:
+            metrics.EVENTS_LATE.labels(late.size.name).inc()
+            sends.append(
+                await _send_late(
+                    parsed, partition, late.offset, late.size, late.window_start_ms, late.frontier_ms
+                )
+            )
+        state.mark_applied(offset)
+        processed += 1
+        if msg.timestamp and msg.timestamp > newest_ts:
+            newest_ts = msg.timestamp
+    metrics.EVENTS_PROCESSED.inc(processed)
+
+    # Writes in the context of this partition: changelog partition = source partition.
+    faust_streams._current_event.set(weakref.ref(events[-1]))
+    for key, agg in state.take_dirty():
+        state_table[window_table_key(partition, key)] = agg.to_state()
+        record = window_record(key[1], SIZE_NAMES[key[0]], key[0], key[2], agg, final=False)
+        prev = live_dirty.get(key)
+        live_dirty[key] = (record, prev[1] if prev else (newest_ts or now))
+    state_table[progress_table_key(partition)] = state.progress.to_state()
+    final = state.take_final()
+    if final:
+        closed_at = str(int(time.time() * 1000)).encode()
+        for key, agg in final:
+            record = window_record(key[1], SIZE_NAMES[key[0]], key[0], key[2], agg, final=True)
+            live_dirty.pop(key, None)
+            sends.append(
+                await results_topic.send(
+                    key=str(key[1]).encode(),
+                    value=orjson.dumps(record),
+                    headers=[(CLOSED_AT_HEADER, closed_at)],
+                )
+            )
+            metrics.WINDOWS_FINALIZED.labels(SIZE_NAMES[key[0]]).inc()
+    if sends:
+        await asyncio.gather(*sends)
+    for key, _ in final:
+        del state_table[window_table_key(partition, key)]
+    _observe_partition(partition, state)
+    faust_streams._current_event.set(None)
+
+
+def _observe_partition(partition: int, state: PartitionState) -> None:
+    label = str(partition)
+    now = time.time()
+    metrics.OPEN_WINDOWS.labels(label).set(len(state.windows))
+    wm = state.watermark_ms
+    if wm is not None and state.progress.max_event_ms is not None:
+        metrics.WATERMARK.labels(label).set(wm / 1000)
+        metrics.WATERMARK_DELAY.labels(label).set(now - wm / 1000)
+        metrics.EVENT_TIME_LAG.labels(label).set(now - state.progress.max_event_ms / 1000)
+    metrics.LAST_EVENT_SECONDS.set(now)
+
+
+async def _send_dlq(event: EventT, reason: str, message: str) -> Any:
+    return await dlq_topic.send(
+        key=event.message.key, value=event.value, headers=_dlq_headers(event, reason, message)
+    )
+
+
+async def _send_late(
+    ev: TripEvent, partition: int, offset: int, size: WindowSize, start_ms: int, frontier_ms: int
+) -> Any:
+    value = orjson.dumps(
+        {
+            "event": ev.to_canonical(),
+            "window": size.name,
+            "window_start": format_time_ms(start_ms),
+            "window_end": format_time_ms(start_ms + size.size_ms),
+            "closed_up_to": format_time_ms(frontier_ms),
+            "reason": f"the {size.name} window was already final",
+            "source": f"{settings.events}/{partition}/{offset}",
+        }
+    )
+    return await late_topic.send(key=str(ev.region_id).encode(), value=value)
+
+
+@app.agent(events_topic)
+async def aggregate_trips(stream: Any) -> None:
+    """Fold trip events into their windows; one pass per batch, partitions kept apart."""
+    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        by_partition: dict[int, list[EventT]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        for partition, part_events in by_partition.items():
+            await _process_partition(partition, part_events)
+
+
+@app.timer(1.0)
+async def send_idle_markers() -> None:
+    """Close the windows of partitions that have gone silent, through the log (deterministic)."""
+    idle_ms = settings.idle_timeout_ms
+    if not idle_ms:
+        return
+    now = time.time()
+    for partition, state in list(_states.items()):
+        seen = _last_seen.get(partition)
+        if seen is None or partition in _idle_sent or not state.windows:
+            continue
+        if (now - seen) * 1000 >= idle_ms and state.progress.max_event_ms is not None:
+            value, headers = encode_control(IDLE, state.progress.max_event_ms)
+            await events_topic.send(value=value, headers=headers, partition=partition)
+            _idle_sent.add(partition)
+            log.info("partition %d idle for %.0fs: closing its windows", partition, now - seen)

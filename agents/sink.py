@@ -1,0 +1,100 @@
+"""The Redis sink: final windows from the results topic, and a once-a-second live mirror.
+
+Final windows are consumed from Kafka, so if Redis is down the sink retries with backoff and
+the results wait in the topic (the consumer offset only moves past what Redis has stored);
+nothing is lost, and a re-delivery writes the same value under the same key. Live (open)
+windows are best-effort: a failed mirror is counted and superseded by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from agents.aggregate import CLOSED_AT_HEADER, live_dirty
+from agents.redis_writer import write_final, write_live
+from app import metrics
+from app.main import app, settings
+from app.redis_keys import RedisKeys
+from app.topics import results_topic
+
+log = logging.getLogger(__name__)
+
+KEYS = RedisKeys(settings.app_id)
+RETENTION_S = settings.retention_s()
+BACKOFF_MAX_S = 5.0
+
+_redis: Redis | None = None
+
+
+def redis_client() -> Redis:
+    """One pool per worker process, created inside the running event loop."""
+    global _redis
+    if _redis is None:
+        _redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    return _redis
+
+
+@app.agent(results_topic)
+async def sink_final_windows(stream: Any) -> None:
+    async for events in stream.take_events(2_000, within=0.05):
+        records = [orjson.loads(e.value) for e in events]
+        closed_at = [_closed_at_ms(e.message.headers) for e in events]
+        backoff = 0.2
+        while True:
+            started = time.perf_counter()
+            try:
+                await write_final(redis_client(), KEYS, records, RETENTION_S)
+            except (RedisError, OSError) as exc:
+                metrics.SINK_ERRORS.labels("final").inc()
+                log.warning(
+                    "Redis write of %d final windows failed (%s); retrying in %.1fs",
+                    len(records),
+                    exc,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            metrics.SINK_WRITE_SECONDS.labels("final").observe(time.perf_counter() - started)
+            break
+        now_ms = time.time() * 1000
+        for ms in closed_at:
+            if ms is not None:
+                metrics.FINAL_LATENCY.observe(max(0.0, (now_ms - ms) / 1000))
+
+
+def _closed_at_ms(headers: Any) -> int | None:
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    for name, value in items:
+        if name == CLOSED_AT_HEADER:
+            return int(value)
+    return None
+
+
+@app.timer(1.0)
+async def mirror_open_windows() -> None:
+    """Each open window reaches Redis at most once a second, with final=false."""
+    if not live_dirty:
+        return
+    batch = dict(live_dirty)
+    live_dirty.clear()
+    started = time.perf_counter()
+    try:
+        await write_live(redis_client(), KEYS, [rec for rec, _ in batch.values()], RETENTION_S)
+    except (RedisError, OSError) as exc:
+        metrics.SINK_ERRORS.labels("live").inc()
+        log.warning("live mirror of %d windows failed: %s", len(batch), exc)
+        for key, item in batch.items():
+            live_dirty.setdefault(key, item)
+        return
+    metrics.SINK_WRITE_SECONDS.labels("live").observe(time.perf_counter() - started)
+    now = time.time()
+    for _, oldest_ts in batch.values():
+        metrics.E2E_LATENCY.observe(max(0.0, now - oldest_ts))

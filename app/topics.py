@@ -1,0 +1,31 @@
+"""Topics, declared once from the settings; agents import them from here."""
+
+from __future__ import annotations
+
+from faust.types import TopicT
+
+from app.main import app, settings
+
+
+def _topic(name: str) -> TopicT:
+    return app.topic(
+        name,
+        partitions=settings.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=True,
+    )
+
+
+events_topic = _topic(settings.events)
+dlq_topic = _topic(settings.dlq)
+late_topic = _topic(settings.late)
+results_topic = _topic(settings.results)
+
+
+@app.task
+async def declare_output_topics() -> None:
+    """Faust declares the topics its agents read; the ones only written to are declared here
+    (the broker does not auto-create topics)."""
+    for topic in (dlq_topic, late_topic, results_topic):
+        await topic.maybe_declare()
