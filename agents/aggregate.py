@@ -19,7 +19,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -33,12 +33,16 @@ from app.main import app, settings
 from app.topics import dlq_topic, events_topic, late_topic, results_topic
 from tables.aggregate import TripAggregate
 from tables.partition_state import (
+    LateEvent,
     PartitionState,
     Progress,
+    Slot,
     WindowKey,
-    parse_window_table_key,
+    parse_slot_table_key,
     progress_table_key,
-    window_table_key,
+    slot_state,
+    slot_table_key,
+    windows_from_slot_state,
 )
 from tables.results import window_record
 from tables.state import state_table
@@ -47,8 +51,9 @@ from tables.windows import WindowSize
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 10_000
-BATCH_WITHIN_S = 0.05
+BATCH_WITHIN_S = 0.25
 CLOSED_AT_HEADER = "streampulse-closed-at-ms"
+PRODUCER_BUFFER_MAX = 4 * BATCH_MAX
 
 SIZES: list[WindowSize] = settings.window_sizes
 SIZE_NAMES = {s.size_ms: s.name for s in SIZES}
@@ -70,9 +75,9 @@ def _load_partition(partition: int) -> PartitionState:
         key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
         if not key.startswith(prefix) or value is None:
             continue
-        parsed = parse_window_table_key(key)
+        parsed = parse_slot_table_key(key)
         if parsed is not None and parsed[1][0] in SIZE_NAMES:
-            windows[parsed[1]] = TripAggregate.from_state(value)
+            windows.update(windows_from_slot_state(parsed[1], value))
     progress = Progress.from_state(state_table.get(progress_table_key(partition)))
     log.info(
         "partition %d: %d open windows recovered, progress offset %d",
@@ -119,6 +124,41 @@ def _dlq_headers(event: EventT, reason: str, message: str) -> list[tuple[str, by
     ]
 
 
+def _headers(msg: Any) -> list[tuple[str, bytes]]:
+    headers = msg.headers
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers or ())
+
+
+async def _apply_record(state: PartitionState, event: EventT, sends: list[Any]) -> bool:
+    """Apply one record; returns True for a folded trip event. Bad input goes to the DLQ."""
+    msg = event.message
+    kind = control_kind(_headers(msg))
+    if kind is not None:
+        control = decode_control(kind, event.value)
+        if control is None:
+            metrics.EVENTS_INVALID.labels("invalid_control").inc()
+            sends.append(await _send_dlq(event, "invalid_control", "control record without event_time_ms"))
+        else:
+            state.apply_control(control.event_time_ms)
+            metrics.CONTROL_RECORDS.labels(kind).inc()
+        return False
+    parsed = parse_event(event.value if event.value is not None else b"")
+    if not isinstance(parsed, TripEvent):
+        metrics.EVENTS_INVALID.labels(parsed.reason).inc()
+        log.warning("invalid record %s/%d/%d: %s", msg.topic, msg.partition, msg.offset, parsed.message)
+        sends.append(await _send_dlq(event, parsed.reason, parsed.message))
+        return False
+    outcome = state.apply_event(
+        msg.offset, parsed.region_id, parsed.event_time_ms, parsed.fare, parsed.duration, parsed.distance
+    )
+    for late in outcome.late:
+        metrics.EVENTS_LATE.labels(late.size.name).inc()
+        sends.append(await _send_late(parsed, msg.partition, late))
+    return True
+
+
 async def _process_partition(partition: int, events: Sequence[EventT]) -> None:
     state = _partition_state(partition)
     sends: list[Any] = []
@@ -128,56 +168,31 @@ async def _process_partition(partition: int, events: Sequence[EventT]) -> None:
     newest_ts = 0.0
     processed = 0
     for event in events:
-        msg = event.message
-        offset = msg.offset
+        offset = event.message.offset
         if state.is_duplicate(offset):
             metrics.EVENTS_DUPLICATE.inc()
             continue
-        kind = control_kind(
-            msg.headers if isinstance(msg.headers, list) else list((msg.headers or {}).items())
-        )
-        if kind is not None:
-            control = decode_control(kind, event.value)
-            if control is None:
-                sends.append(
-                    await _send_dlq(event, "invalid_control", "control record without event_time_ms")
-                )
-            else:
-                state.apply_control(control.event_time_ms)
-                metrics.CONTROL_RECORDS.labels(kind).inc()
-            state.mark_applied(offset)
-            continue
-        parsed = parse_event(event.value)
-        if not isinstance(parsed, TripEvent):
-            metrics.EVENTS_INVALID.labels(parsed.reason).inc()
-            log.warning("invalid record %s/%d/%d: %s", msg.topic, msg.partition, offset, parsed.message)
-            sends.append(await _send_dlq(event, parsed.reason, parsed.message))
-            state.mark_applied(offset)
-            continue
-        t_ms = parsed.event_time_ms
-        outcome = state.apply_event(
-            offset, parsed.region_id, t_ms, parsed.fare, parsed.duration, parsed.distance
-        )
-        for late in outcome.late:
-            metrics.EVENTS_LATE.labels(late.size.name).inc()
-            sends.append(
-                await _send_late(
-                    parsed, partition, late.offset, late.size, late.window_start_ms, late.frontier_ms
-                )
-            )
+        try:
+            if await _apply_record(state, event, sends):
+                processed += 1
+                newest_ts = max(newest_ts, event.message.timestamp or 0.0)
+        except Exception as exc:  # a worker never crashes on one record
+            log.exception("record %s/%d/%d could not be processed", event.message.topic, partition, offset)
+            metrics.EVENTS_INVALID.labels("processing_error").inc()
+            sends.append(await _send_dlq(event, "processing_error", repr(exc)))
         state.mark_applied(offset)
-        processed += 1
-        if msg.timestamp and msg.timestamp > newest_ts:
-            newest_ts = msg.timestamp
     metrics.EVENTS_PROCESSED.inc(processed)
 
     # Writes in the context of this partition: changelog partition = source partition.
     faust_streams._current_event.set(weakref.ref(events[-1]))
+    dirty_slots: set[Slot] = set()
     for key, agg in state.take_dirty():
-        state_table[window_table_key(partition, key)] = agg.to_state()
+        dirty_slots.add((key[0], key[2]))
         record = window_record(key[1], SIZE_NAMES[key[0]], key[0], key[2], agg, final=False)
         prev = live_dirty.get(key)
         live_dirty[key] = (record, prev[1] if prev else (newest_ts or now))
+    for slot in dirty_slots:
+        state_table[slot_table_key(partition, slot)] = slot_state(state.slot_windows(slot))
     state_table[progress_table_key(partition)] = state.progress.to_state()
     final = state.take_final()
     if final:
@@ -195,8 +210,8 @@ async def _process_partition(partition: int, events: Sequence[EventT]) -> None:
             metrics.WINDOWS_FINALIZED.labels(SIZE_NAMES[key[0]]).inc()
     if sends:
         await asyncio.gather(*sends)
-    for key, _ in final:
-        del state_table[window_table_key(partition, key)]
+    for slot in {(key[0], key[2]) for key, _ in final}:
+        del state_table[slot_table_key(partition, slot)]
     _observe_partition(partition, state)
     faust_streams._current_event.set(None)
 
@@ -219,18 +234,17 @@ async def _send_dlq(event: EventT, reason: str, message: str) -> Any:
     )
 
 
-async def _send_late(
-    ev: TripEvent, partition: int, offset: int, size: WindowSize, start_ms: int, frontier_ms: int
-) -> Any:
+async def _send_late(ev: TripEvent, partition: int, late: LateEvent) -> Any:
+    size, start_ms = late.size, late.window_start_ms
     value = orjson.dumps(
         {
             "event": ev.to_canonical(),
             "window": size.name,
             "window_start": format_time_ms(start_ms),
             "window_end": format_time_ms(start_ms + size.size_ms),
-            "closed_up_to": format_time_ms(frontier_ms),
+            "closed_up_to": format_time_ms(late.frontier_ms),
             "reason": f"the {size.name} window was already final",
-            "source": f"{settings.events}/{partition}/{offset}",
+            "source": f"{settings.events}/{partition}/{late.offset}",
         }
     )
     return await late_topic.send(key=str(ev.region_id).encode(), value=value)
@@ -239,6 +253,11 @@ async def _send_late(
 @app.agent(events_topic)
 async def aggregate_trips(stream: Any) -> None:
     """Fold trip events into their windows; one pass per batch, partitions kept apart."""
+    # Table writes queue changelog messages in Faust's producer buffer, and the conductor stops
+    # consuming while more than ``max_messages`` (100) are queued, draining them one by one:
+    # with one write per touched window per batch that cap throttled the worker to ~600
+    # events/s. The buffer is bounded by the batch size instead.
+    app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
         by_partition: dict[int, list[EventT]] = defaultdict(list)
         for event in events:

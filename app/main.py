@@ -6,13 +6,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from app.settings import Settings, get_settings
 
+#: Loggers that Faust's worker leaves at DEBUG and that log once per produced message: their
+#: record formatting alone cost ~8 % of a worker's CPU.
+_PER_MESSAGE_LOGGERS = ("aiokafka", "faust.topics")
+
 
 def create_app(settings: Settings) -> faust.App:
+    for name in _PER_MESSAGE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
@@ -30,7 +38,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger_ms=5,
         producer_max_batch_size=512 * 1024,
-        producer_compression_type="gzip",
+        producer_compression_type="lz4",
         stream_buffer_maxsize=16_384,
         stream_wait_empty=False,
         table_cleanup_interval=3600.0,

@@ -6,18 +6,23 @@ from faust.types import TopicT
 
 from app.main import app, settings
 
+#: The events topic's record timestamps are event times, which may be years old in a replay;
+#: time-based retention would delete such records on arrival, so it is bounded by size only.
+EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
 
-def _topic(name: str) -> TopicT:
+
+def _topic(name: str, config: dict[str, str] | None = None) -> TopicT:
     return app.topic(
         name,
         partitions=settings.partitions,
         key_serializer="raw",
         value_serializer="raw",
         internal=True,
+        config=config,
     )
 
 
-events_topic = _topic(settings.events)
+events_topic = _topic(settings.events, EVENTS_TOPIC_CONFIG)
 dlq_topic = _topic(settings.dlq)
 late_topic = _topic(settings.late)
 results_topic = _topic(settings.results)

@@ -53,7 +53,10 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
-log.retention.hours=168
+# Replays carry historical event times as record timestamps: time-based retention would
+# delete them on arrival, so the local broker keeps data by size only.
+log.retention.ms=-1
+log.retention.bytes=1073741824
 PROPS
   if [ ! -f "$KDATA/logs/meta.properties" ]; then
     local cluster_id

@@ -22,23 +22,40 @@ from tables.windows import WindowSize
 
 #: (window size in ms, region id, window start in ms)
 WindowKey = tuple[int, int, int]
+#: (window size in ms, window start in ms): all regions of one window in one partition.
+Slot = tuple[int, int]
 
 
-def window_table_key(partition: int, key: WindowKey) -> str:
-    size_ms, region, start = key
-    return f"w|{partition}|{size_ms}|{region}|{start}"
+def slot_table_key(partition: int, slot: Slot) -> str:
+    """One table key per window per partition, holding every region's aggregate of it.
+
+    Regions are many (265 TLC zones) and a batch touches most of them once, so a key per region
+    would cost one changelog message per event and window; a key per slot costs one per batch.
+    """
+    size_ms, start = slot
+    return f"w|{partition}|{size_ms}|{start}"
 
 
 def progress_table_key(partition: int) -> str:
     return f"p|{partition}"
 
 
-def parse_window_table_key(text: str) -> tuple[int, WindowKey] | None:
-    """Inverse of :func:`window_table_key`; ``None`` for other keys."""
+def parse_slot_table_key(text: str) -> tuple[int, Slot] | None:
+    """Inverse of :func:`slot_table_key`; ``None`` for other keys."""
     parts = text.split("|")
-    if len(parts) != 5 or parts[0] != "w":
+    if len(parts) != 4 or parts[0] != "w":
         return None
-    return int(parts[1]), (int(parts[2]), int(parts[3]), int(parts[4]))
+    return int(parts[1]), (int(parts[2]), int(parts[3]))
+
+
+def slot_state(windows: dict[int, TripAggregate]) -> list[list[Any]]:
+    """Table value of a slot: ``[[region, aggregate state], ...]``."""
+    return [[region, agg.to_state()] for region, agg in windows.items()]
+
+
+def windows_from_slot_state(slot: Slot, state: list[list[Any]]) -> dict[WindowKey, TripAggregate]:
+    size_ms, start = slot
+    return {(size_ms, int(region), start): TripAggregate.from_state(agg) for region, agg in state}
 
 
 @dataclass(slots=True)
@@ -83,7 +100,7 @@ class Outcome:
 class PartitionState:
     """Open windows and progress of one input partition."""
 
-    __slots__ = ("partition", "sizes", "lateness_ms", "progress", "windows", "dirty")
+    __slots__ = ("partition", "sizes", "lateness_ms", "progress", "windows", "dirty", "slots")
 
     def __init__(
         self,
@@ -101,6 +118,9 @@ class PartitionState:
             self.progress.frontier.setdefault(size.size_ms, -(2**62))
         self.windows: dict[WindowKey, TripAggregate] = windows or {}
         self.dirty: set[WindowKey] = set()
+        self.slots: dict[Slot, dict[int, TripAggregate]] = {}
+        for (size_ms, region, start), agg in self.windows.items():
+            self.slots.setdefault((size_ms, start), {})[region] = agg
 
     @property
     def watermark_ms(self) -> int | None:
@@ -126,6 +146,7 @@ class PartitionState:
             agg = self.windows.get(key)
             if agg is None:
                 agg = self.windows[key] = TripAggregate()
+                self.slots.setdefault((size.size_ms, start), {})[region_id] = agg
             elif agg.last_offset >= offset:
                 continue  # folded in before a crash; the partial batch is being replayed
             agg.add(fare, duration, distance, t_ms, dkey)
@@ -162,7 +183,12 @@ class PartitionState:
         for key, _ in final:
             del self.windows[key]
             self.dirty.discard(key)
+            self.slots.pop((key[0], key[2]), None)
         return final
+
+    def slot_windows(self, slot: Slot) -> dict[int, TripAggregate]:
+        """Every open region of one window (what the slot's table value must hold)."""
+        return self.slots.get(slot, {})
 
     def take_dirty(self) -> list[tuple[WindowKey, TripAggregate]]:
         """Open windows changed since the last call (each written to the table once per batch)."""

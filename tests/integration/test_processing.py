@@ -1,0 +1,296 @@
+"""The processing contract on the real broker, RocksDB and Redis, against plain-Python references.
+
+Every test replays real input with the real replayer into a real worker and compares the final
+windows in Redis with :func:`reference_windows` computed over the events topic as stored.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.integration.pipeline import (
+    assert_matches_reference,
+    metric_values,
+    read_topic,
+    redis_final_windows,
+    reference_windows,
+    replay,
+    start_replay,
+    start_worker,
+    wait_final_windows,
+    wait_worker_ready,
+)
+from tests.integration.stack import ROOT, Proc, StackInfo, wait_for
+
+TLC_SAMPLE = ROOT / "data" / "tlc" / "tlc_trips_2019-03_sample.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def generate_canonical(path: Path, n: int, seed: int, regions: int = 12, bad_rows: int = 0) -> None:
+    """Trips mostly in order, out of order within the lateness, some late, some invalid rows."""
+    rng = random.Random(seed)
+    t0 = datetime(2025, 8, 15, 10, 0, tzinfo=UTC)
+    lines = []
+    for i in range(n):
+        base = t0 + timedelta(seconds=i * 1.1)
+        jitter = -rng.uniform(0, 25)  # out of order, within the 30 s lateness
+        if rng.random() < 0.03:
+            jitter = -rng.uniform(120, 1500)  # late for the small windows
+        when = base + timedelta(seconds=jitter)
+        duration = rng.choice([0, rng.randint(60, 3600)])
+        event = {
+            "trip_id": f"g{seed}-{i}",
+            "region_id": rng.randint(1, regions),
+            "event_time": when.isoformat().replace("+00:00", "Z"),
+            "fare": round(rng.uniform(2.5, 80), 2),
+            "duration": duration,
+            "distance": round(rng.uniform(0.1, 25), 2),
+        }
+        lines.append(json.dumps(event))
+    bad = [
+        '{"trip_id": "x", "region_id": -1, "event_time": "2025-08-15T10:00:00Z", '
+        '"fare": 1, "duration": 1, "distance": 1}',
+        '{"trip_id": "x", "region_id": 1, "event_time": "not a time", '
+        '"fare": 1, "duration": 1, "distance": 1}',
+        '{"trip_id": "x", "region_id": 1, "event_time": "2025-08-15T10:00:00Z", "fare": NaN, '
+        '"duration": 1, "distance": 1}',
+        "{not json",
+        '{"region_id": 1}',
+    ]
+    for j in range(bad_rows):
+        lines.insert(rng.randint(0, len(lines)), bad[j % len(bad)])
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def _inject(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"7")
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[Proc]]:
+    procs: list[Proc] = []
+    yield procs
+    for proc in procs:
+        proc.stop()
+
+
+def test_final_windows_equal_an_independent_computation(
+    stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, workers: list[Proc]
+) -> None:
+    """TLC sample (shuffled: heavy lateness) + a generated file with out-of-order, late and bad rows."""
+    import asyncio
+
+    workers.append(start_worker(sp_env, tmp_path, "w1", free_port()))
+    wait_worker_ready(workers[0])
+    generated = tmp_path / "generated.jsonl"
+    generate_canonical(generated, 3000, seed=7, bad_rows=5)
+    tlc = replay(sp_env, str(TLC_SAMPLE), "--rejects", str(tmp_path / "rejects-tlc.jsonl"))
+    gen = replay(sp_env, str(generated), "--rejects", str(tmp_path / "rejects-gen.jsonl"))
+    assert gen["rejected"] == 5
+    garbage = [b"\xff\xfe not utf-8", b'{"trip_id": "z", "region_id": 3}', b"[1, 2]"]
+    asyncio.run(_inject(stack.bootstrap, f"{app_id}.events", garbage))
+
+    records = read_topic(stack.bootstrap, f"{app_id}.events")
+    ref = reference_windows(records)
+    assert ref.invalid == len(garbage)
+    assert tlc["sent"] + gen["sent"] == sum(1 for r in records if not r.headers) - len(garbage)
+    got = wait_final_windows(stack.redis_url, app_id, len(ref.windows))
+    assert_matches_reference(got, ref)
+
+    def late_records() -> set[tuple[str, str]] | None:
+        recs = read_topic(stack.bootstrap, f"{app_id}.events-late")
+        seen = {
+            (json.loads(r.value or b"")["event"]["trip_id"], json.loads(r.value or b"")["window"])
+            for r in recs
+        }
+        return seen if len(seen) >= len(ref.late) else None
+
+    assert ref.late, "the input must contain late events for this test to mean anything"
+    assert wait_for(late_records, 60, interval=1, what="late events") == ref.late
+
+    def dlq() -> list[dict[str, bytes]] | None:
+        recs = read_topic(stack.bootstrap, f"{app_id}.events-dlq")
+        return (
+            [dict(r.headers) | {"value": r.value or b""} for r in recs] if len(recs) >= len(garbage) else None
+        )
+
+    dead = wait_for(dlq, 60, interval=1, what="dead-letter records")
+    assert sorted(d["value"] for d in dead) == sorted(garbage)
+    assert all(d["streampulse-error-reason"] for d in dead)
+    assert workers[0].alive()
+
+
+def test_sigkill_at_several_points_gives_the_same_windows(
+    stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, workers: list[Proc]
+) -> None:
+    generated = tmp_path / "generated.jsonl"
+    generate_canonical(generated, 24_000, seed=11, regions=30)
+    port = free_port()
+    workers.append(start_worker(sp_env, tmp_path, "w1", port))
+    wait_worker_ready(workers[-1])
+    feeder = start_replay(sp_env, tmp_path, str(generated), "--rate", "3000")
+    try:
+        for _ in range(3):
+            wait_for(
+                lambda: sum(metric_values(port, "streampulse_events_processed_total")) > 500,
+                90,
+                what="the worker to process events",
+            )
+            workers[-1].kill(signal.SIGKILL)
+            workers[-1].popen.wait(10)
+            workers.append(start_worker(sp_env, tmp_path, "w1", port))
+            wait_worker_ready(workers[-1])
+        wait_for(lambda: not feeder.alive(), 120, what="the replay to finish")
+        assert feeder.popen.returncode == 0, feeder.output()
+    finally:
+        feeder.stop()
+    ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
+    got = wait_final_windows(stack.redis_url, app_id, len(ref.windows), timeout=180)
+    assert_matches_reference(got, ref)
+
+
+def test_two_workers_share_partitions_and_survive_losing_one(
+    stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, workers: list[Proc]
+) -> None:
+    generated = tmp_path / "generated.jsonl"
+    generate_canonical(generated, 20_000, seed=23, regions=40)
+    ports = [free_port(), free_port()]
+    workers.append(start_worker(sp_env, tmp_path, "a", ports[0]))
+    workers.append(start_worker(sp_env, tmp_path, "b", ports[1]))
+    for w in workers:
+        wait_worker_ready(w)
+    feeder = start_replay(sp_env, tmp_path, str(generated), "--rate", "2500")
+    try:
+        wait_for(
+            lambda: all(sum(metric_values(p, "streampulse_events_processed_total")) > 200 for p in ports),
+            120,
+            what="both workers to process events",
+        )
+        workers[1].kill(signal.SIGKILL)
+        wait_for(lambda: not feeder.alive(), 120, what="the replay to finish")
+    finally:
+        feeder.stop()
+    ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
+    got = wait_final_windows(stack.redis_url, app_id, len(ref.windows), timeout=180)
+    assert_matches_reference(got, ref)
+
+
+def test_redis_outage_loses_nothing(
+    stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, workers: list[Proc]
+) -> None:
+    redis_port = free_port()
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    redis_cmd = [
+        shutil.which("redis-server") or "redis-server",
+        "--port",
+        str(redis_port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(redis_dir),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+    ]
+    env = dict(sp_env, STREAMPULSE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+    redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
+    try:
+        wait_for(lambda: _redis_answers(redis_port), 20, what="test redis")
+        generated = tmp_path / "generated.jsonl"
+        generate_canonical(generated, 12_000, seed=31, regions=20)
+        port = free_port()
+        workers.append(start_worker(env, tmp_path, "w1", port))
+        wait_worker_ready(workers[-1])
+        feeder = start_replay(env, tmp_path, str(generated), "--rate", "2000")
+        wait_for(
+            lambda: sum(metric_values(port, "streampulse_events_processed_total")) > 1000,
+            60,
+            what="processing",
+        )
+        redis_proc.stop()
+        outage_end = time.monotonic() + 20
+        wait_for(
+            lambda: sum(metric_values(port, "streampulse_sink_errors_total")) > 0, 30, what="sink errors"
+        )
+        wait_for(lambda: time.monotonic() > outage_end, 25, interval=0.5, what="the 20 s outage")
+        redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
+        wait_for(lambda: _redis_answers(redis_port), 20, what="test redis back")
+        wait_for(lambda: not feeder.alive(), 120, what="the replay to finish")
+        feeder.stop()
+        ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
+        got = wait_final_windows(env["STREAMPULSE_REDIS_URL"], app_id, len(ref.windows), timeout=180)
+        assert_matches_reference(got, ref)
+        assert workers[-1].alive()
+    finally:
+        redis_proc.stop()
+
+
+def _redis_answers(port: int) -> bool:
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() == "PONG"
+
+
+def test_state_stays_bounded_and_final_windows_are_tombstoned(
+    stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, workers: list[Proc]
+) -> None:
+    """A long in-order replay: open windows stay few, and at the end the table holds no window."""
+    generated = tmp_path / "long.jsonl"
+    regions = 20
+    generate_canonical(generated, 40_000, seed=41, regions=regions)  # ~12 hours of event time
+    port = free_port()
+    workers.append(start_worker(sp_env, tmp_path, "w1", port))
+    wait_worker_ready(workers[-1])
+    feeder = start_replay(sp_env, tmp_path, str(generated), "--rate", "8000")
+    peak = 0.0
+    try:
+
+        def finished() -> bool:
+            nonlocal peak
+            peak = max(peak, sum(metric_values(port, "streampulse_open_windows")))
+            return not feeder.alive()
+
+        wait_for(finished, 120, interval=0.25, what="the replay to finish")
+    finally:
+        feeder.stop()
+    ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
+    wait_final_windows(stack.redis_url, app_id, len(ref.windows), timeout=120)
+    # Per region, at most the current and the previous window of each size are open (lateness
+    # 30 s) — plus windows re-opened by late events' larger sizes; far below the total windows.
+    assert 0 < peak <= regions * 4 * 3
+    assert len(ref.windows) > 10 * peak
+    wait_for(lambda: sum(metric_values(port, "streampulse_open_windows")) == 0, 30, what="no open windows")
+
+    changelog = read_topic(stack.bootstrap, f"{app_id}-window-state-changelog")
+    live: dict[bytes, bytes | None] = {}
+    for rec in changelog:
+        live[rec.key or b""] = rec.value
+    remaining = {k for k, v in live.items() if v is not None}
+    assert remaining and all(k.startswith(b"p|") for k in remaining), sorted(remaining)[:5]
+    assert redis_final_windows(stack.redis_url, app_id)
