@@ -107,17 +107,21 @@ case "${1:-}" in
     echo "stack up: kafka $BOOTSTRAP, redis $REDIS_URL (logs: .logs/, data: .data/)"
     ;;
   down)
+    stop_pid worker
+    stop_pid api
     stop_pid kafka
     stop_pid redis
     ;;
   clean)
+    stop_pid worker
+    stop_pid api
     stop_pid kafka
     stop_pid redis
     rm -rf "$KDATA" "$RDATA" "$ROOT"/.data/worker-* "$LOGS"
     echo "stack: data wiped (.data/kafka, .data/redis, worker state, .logs)"
     ;;
   status)
-    for s in kafka redis; do
+    for s in kafka redis worker api; do
       if alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: not started by us"; fi
     done
     ;;
