@@ -1,0 +1,80 @@
+"""Service health: Redis answers and final results are fresh.
+
+What "fresh" means before any result exists: a newly started stack has nothing final until its
+first windows close, which is not a failure, while a pipeline that never produces anything is. So
+until the first final write, the API's own start time stands in for it: /health passes for
+``stale_after`` after the API starts and then fails with "no final result written yet". Once a
+final write exists, its age is compared with ``stale_after`` as usual. ``stale_after`` 0 turns the
+freshness check off (Redis is still checked).
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from redis.exceptions import RedisError
+
+from api.deps import SettingsDep, StoreDep
+from api.models import FreshnessCheck, HealthCheck, HealthChecks, HealthResponse
+from app.events import format_time_ms
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "A check failed; the body names it"}},
+    summary="200 when Redis answers and final results are fresh, else 503 with the failing checks",
+)
+async def health(
+    request: Request, response: Response, store: StoreDep, settings: SettingsDep
+) -> HealthResponse:
+    stale_after_ms = settings.stale_after_ms
+    started = time.perf_counter()
+    try:
+        await store.ping()
+        redis = HealthCheck(ok=True, detail=f"PONG in {(time.perf_counter() - started) * 1000:.1f} ms")
+        last_ms = await store.last_final_ms()
+    except (RedisError, OSError) as exc:
+        redis = HealthCheck(ok=False, detail=f"Redis is unreachable: {exc}")
+        freshness = FreshnessCheck(
+            ok=False,
+            detail="not checked: Redis is unreachable",
+            last_final_write=None,
+            age_s=None,
+            stale_after_s=stale_after_ms / 1000,
+        )
+    else:
+        freshness = _freshness(last_ms, request.app.state.started_ms, stale_after_ms)
+    failing = [name for name, check in (("redis", redis), ("freshness", freshness)) if not check.ok]
+    if failing:
+        response.status_code = 503
+    return HealthResponse(
+        status="failing" if failing else "ok",
+        detail="failing: " + ", ".join(failing) if failing else "all checks passed",
+        checks=HealthChecks(redis=redis, freshness=freshness),
+    )
+
+
+def _freshness(last_ms: int | None, api_started_ms: int, stale_after_ms: int) -> FreshnessCheck:
+    now_ms = int(time.time() * 1000)
+    limit = f"limit {stale_after_ms / 1000:g} s"
+    if last_ms is None:
+        waited_ms = now_ms - api_started_ms
+        ok = stale_after_ms == 0 or waited_ms <= stale_after_ms
+        detail = f"no final result written yet; API up {waited_ms / 1000:.1f} s ({limit} since start)"
+        return FreshnessCheck(
+            ok=ok, detail=detail, last_final_write=None, age_s=None, stale_after_s=stale_after_ms / 1000
+        )
+    age_ms = max(0, now_ms - last_ms)
+    ok = stale_after_ms == 0 or age_ms <= stale_after_ms
+    bound = "not checked" if stale_after_ms == 0 else limit
+    return FreshnessCheck(
+        ok=ok,
+        detail=f"last final write {age_ms / 1000:.1f} s ago ({bound})",
+        last_final_write=format_time_ms(last_ms),
+        age_s=round(age_ms / 1000, 3),
+        stale_after_s=stale_after_ms / 1000,
+    )

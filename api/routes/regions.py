@@ -1,0 +1,34 @@
+"""The regions that have results, for pickers and dashboards."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import StoreDep, WindowDep, ZonesDep
+from api.models import RegionSummary
+from api.routes import INVALID, UNAVAILABLE
+from app.events import format_time_ms
+
+router = APIRouter(tags=["regions"])
+
+
+@router.get(
+    "/regions",
+    response_model=list[RegionSummary],
+    responses={**INVALID, **UNAVAILABLE},
+    summary="Regions with a retained final window of this size (an empty list when none)",
+)
+async def list_regions(size: WindowDep, store: StoreDep, zones: ZonesDep) -> list[RegionSummary]:
+    starts = await store.latest_starts(size)
+    out = []
+    for region_id in sorted(starts):
+        zone = zones.get(region_id)
+        out.append(
+            RegionSummary(
+                region_id=region_id,
+                region_name=zone.name,
+                borough=zone.borough,
+                last_window_end=format_time_ms(starts[region_id] + size.size_ms),
+            )
+        )
+    return out

@@ -1,0 +1,215 @@
+"""Reads window results from Redis in the layout of :mod:`app.redis_keys`.
+
+Sorted-set indexes can outlive the window hashes they point to: a hash expires on its own TTL while
+its index entry stays until the sink's next trim. Every read therefore checks that the hash exists,
+skips entries whose hash is gone, and drops those entries from the history index so the next read
+does not pay for them again (guarded in Lua, so a window re-written meanwhile is never dropped).
+Each Redis round trip is timed for ``streampulse_api_redis_call_duration_seconds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from api.metrics import redis_call
+from app.redis_keys import RedisKeys
+from tables.windows import WindowSize
+
+#: Removes an index entry only if its window hash is really gone (KEYS: index, window hash).
+_DROP_IF_EXPIRED_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+#: Index entries read per round trip once expired entries show up (the first read takes one).
+_SCAN_BATCH = 64
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Record]
+    has_more: bool
+
+
+class WindowStore:
+    """Queries for one app id's results; one instance per API process, sharing its Redis pool."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._drop_if_expired = redis.register_script(_DROP_IF_EXPIRED_LUA)
+
+    async def ping(self) -> None:
+        with redis_call("ping"):
+            await self.redis.ping()
+
+    async def last_final_ms(self) -> int | None:
+        with redis_call("last_final"):
+            raw = await self.redis.get(self.keys.last_final_ms)
+        return int(raw) if raw is not None else None
+
+    async def has_history(self, size: WindowSize, region_id: int) -> bool:
+        with redis_call("has_history"):
+            return bool(await self.redis.exists(self.keys.history(size.name, region_id)))
+
+    async def window(self, size: WindowSize, region_id: int, start_ms: int) -> Record | None:
+        """The window starting at ``start_ms``, final or open; ``None`` if never written or expired."""
+        with redis_call("window"):
+            final, data = await self.redis.hmget(
+                self.keys.window(size.name, region_id, start_ms), "final", "data"
+            )
+        return _record(final, data)
+
+    async def latest_final(self, size: WindowSize, region_id: int) -> Record | None:
+        """The region's newest final window whose hash still exists."""
+        page = await self._scan(size, region_id, "-inf", "+inf", limit=1, descending=True, probe_more=False)
+        return page.items[0] if page.items else None
+
+    async def open_window(self, size: WindowSize, region_id: int) -> Record | None:
+        """The newest open window the live mirror wrote, or ``None`` once it has become final."""
+        with redis_call("open_pointer"):
+            start = await self.redis.get(self.keys.open_window(size.name, region_id))
+        if start is None:
+            return None
+        record = await self.window(size, region_id, int(start))
+        return record if record is not None and not record["final"] else None
+
+    async def history(
+        self, size: WindowSize, region_id: int, lower_ms: int | None, upper_ms: int | None, limit: int
+    ) -> Page:
+        """Final windows with ``lower_ms <= start < upper_ms`` (either bound open), ascending."""
+        low = "-inf" if lower_ms is None else str(lower_ms)
+        high = "+inf" if upper_ms is None else f"({upper_ms}"
+        return await self._scan(size, region_id, low, high, limit=limit, descending=False, probe_more=True)
+
+    async def latest_starts(self, size: WindowSize) -> dict[int, int]:
+        """Region id -> start of its newest final window, for regions whose window still exists."""
+        with redis_call("latest_index"):
+            entries = await self.redis.zrange(self.keys.latest(size.name), 0, -1, withscores=True)
+        starts = dict(_scored(entries))
+        return await self._existing(size, starts)
+
+    async def newest_final_windows(self, size: WindowSize) -> list[Record]:
+        """Every retained region window at the newest start in the ``latest`` index."""
+        key = self.keys.latest(size.name)
+        with redis_call("latest_index"):
+            top = await self.redis.zrange(key, 0, 0, desc=True, withscores=True)
+        if not top:
+            return []
+        start = _scored(top)[0][1]
+        with redis_call("latest_index"):
+            members = await self.redis.zrange(key, start, start, byscore=True)
+        regions = sorted(_ints(members))
+        with redis_call("windows"):
+            pipe = self.redis.pipeline(transaction=False)
+            for region_id in regions:
+                pipe.hmget(self.keys.window(size.name, region_id, start), "final", "data")
+            rows = await pipe.execute()
+        records = [_record(final, data) for final, data in rows]
+        return [r for r in records if r is not None and r["final"]]
+
+    async def _existing(self, size: WindowSize, starts: dict[int, int]) -> dict[int, int]:
+        if not starts:
+            return starts
+        with redis_call("windows_exist"):
+            pipe = self.redis.pipeline(transaction=False)
+            for region_id, start in starts.items():
+                pipe.exists(self.keys.window(size.name, region_id, start))
+            found = await pipe.execute()
+        return {region: start for (region, start), ok in zip(starts.items(), found, strict=True) if ok}
+
+    async def _scan(
+        self,
+        size: WindowSize,
+        region_id: int,
+        low: str,
+        high: str,
+        *,
+        limit: int,
+        descending: bool,
+        probe_more: bool,
+    ) -> Page:
+        """Up to ``limit`` existing final windows of the history index with ``low <= start <= high``.
+
+        With ``probe_more`` it reads one entry beyond ``limit`` so ``has_more`` is known without
+        another round trip. Once an expired entry shows up it reads in larger batches, continuing
+        past the last entry seen, so a run of expired entries costs few round trips.
+        """
+        hkey = self.keys.history(size.name, region_id)
+        items: list[Record] = []
+        expired: list[int] = []
+        extra = 1 if probe_more else 0
+        while True:
+            want = limit - len(items) + extra
+            if expired:
+                want = max(want, _SCAN_BATCH)
+            with redis_call("history_index"):
+                if descending:
+                    members = await self.redis.zrange(
+                        hkey, high, low, desc=True, byscore=True, offset=0, num=want
+                    )
+                else:
+                    members = await self.redis.zrange(hkey, low, high, byscore=True, offset=0, num=want)
+            starts = _ints(members)
+            rows = await self._windows(size, region_id, starts)
+            for start, record in zip(starts, rows, strict=True):
+                if record is None:
+                    expired.append(start)
+                elif len(items) == limit:
+                    await self._drop(hkey, size, region_id, expired)
+                    return Page(items, has_more=True)
+                else:
+                    items.append(record)
+                    if len(items) == limit and not probe_more:
+                        await self._drop(hkey, size, region_id, expired)
+                        return Page(items, has_more=False)
+            if len(starts) < want:
+                await self._drop(hkey, size, region_id, expired)
+                return Page(items, has_more=False)
+            if descending:
+                high = f"({starts[-1]}"
+            else:
+                low = f"({starts[-1]}"
+
+    async def _windows(self, size: WindowSize, region_id: int, starts: list[int]) -> list[Record | None]:
+        if not starts:
+            return []
+        with redis_call("windows"):
+            pipe = self.redis.pipeline(transaction=False)
+            for start in starts:
+                pipe.hmget(self.keys.window(size.name, region_id, start), "final", "data")
+            rows = await pipe.execute()
+        return [_record(final, data) for final, data in rows]
+
+    async def _drop(self, hkey: str, size: WindowSize, region_id: int, starts: list[int]) -> None:
+        if not starts:
+            return
+        with redis_call("drop_expired"):
+            pipe = self.redis.pipeline(transaction=False)
+            for start in starts:
+                await self._drop_if_expired(
+                    keys=[hkey, self.keys.window(size.name, region_id, start)], args=[str(start)], client=pipe
+                )
+            await pipe.execute()
+
+
+def _record(final: Any, data: Any) -> Record | None:
+    """The stored record; ``final`` comes from the hash field, which a late live write can't flip."""
+    if data is None:
+        return None
+    record: Record = orjson.loads(data)
+    record["final"] = final in (b"1", "1")
+    return record
+
+
+def _ints(members: Any) -> list[int]:
+    return [int(m) for m in members]
+
+
+def _scored(entries: Any) -> list[tuple[int, int]]:
+    return [(int(member), int(score)) for member, score in entries]
