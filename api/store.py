@@ -88,11 +88,29 @@ class WindowStore:
         return await self._scan(size, region_id, low, high, limit=limit, descending=False, probe_more=True)
 
     async def latest_starts(self, size: WindowSize) -> dict[int, int]:
-        """Region id -> start of its newest final window, for regions whose window still exists."""
+        """Region id -> start of its newest retained final window.
+
+        The ``latest`` index holds each region's newest final start; where that window has expired,
+        the region's history index is asked for the newest one still retained.
+        """
         with redis_call("latest_index"):
             entries = await self.redis.zrange(self.keys.latest(size.name), 0, -1, withscores=True)
         starts = dict(_scored(entries))
-        return await self._existing(size, starts)
+        if not starts:
+            return starts
+        with redis_call("windows_exist"):
+            pipe = self.redis.pipeline(transaction=False)
+            for region_id, start in starts.items():
+                pipe.exists(self.keys.window(size.name, region_id, start))
+            found = await pipe.execute()
+        for (region_id, _), exists in zip(list(starts.items()), found, strict=True):
+            if not exists:
+                older = await self.latest_final(size, region_id)
+                if older is None:
+                    del starts[region_id]
+                else:
+                    starts[region_id] = int(older["window_start_ms"])
+        return starts
 
     async def newest_final_windows(self, size: WindowSize) -> list[Record]:
         """Every retained region window at the newest start in the ``latest`` index."""
@@ -112,16 +130,6 @@ class WindowStore:
             rows = await pipe.execute()
         records = [_record(final, data) for final, data in rows]
         return [r for r in records if r is not None and r["final"]]
-
-    async def _existing(self, size: WindowSize, starts: dict[int, int]) -> dict[int, int]:
-        if not starts:
-            return starts
-        with redis_call("windows_exist"):
-            pipe = self.redis.pipeline(transaction=False)
-            for region_id, start in starts.items():
-                pipe.exists(self.keys.window(size.name, region_id, start))
-            found = await pipe.execute()
-        return {region: start for (region, start), ok in zip(starts.items(), found, strict=True) if ok}
 
     async def _scan(
         self,
