@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup up down clean status logs worker api demo test test-unit lint bench bench-quick
+.PHONY: setup up down clean status logs worker api demo test test-unit lint bench bench-quick dashboards
 
 setup:
 	@scripts/setup.sh
@@ -38,6 +38,10 @@ test: setup
 
 test-unit: setup
 	$(BIN)/pytest tests/unit -q
+
+# Regenerates grafana/dashboards/*.json and the panel reference in docs/monitoring.md.
+dashboards: setup
+	$(BIN)/python -m grafana.dashboards_src
 
 lint: setup
 	$(BIN)/ruff check .

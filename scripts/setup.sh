@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what StreamPulse needs on a fresh machine: the virtualenv with the package and its
-# test extras, the pinned Kafka jars from Maven Central, and Debian's redis-server.
+# test extras, the pinned Kafka jars from Maven Central, Debian's redis-server, and Debian's
+# promtool and amtool (the monitoring configuration tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -40,5 +41,21 @@ if ! command -v redis-server >/dev/null; then
     $SUDO systemctl stop redis-server || true
   fi
   pkill -f "redis-server 127.0.0.1:6379" 2>/dev/null || true
+fi
+if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
+  echo "setup: installing Debian's prometheus and prometheus-alertmanager (promtool, amtool for the tests)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
+  # Only the tools are wanted: the packages' own services must not stay running.
+  for svc in prometheus prometheus-alertmanager; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      $SUDO systemctl disable --now "$svc" || true
+    elif [ -x "/etc/init.d/$svc" ]; then
+      $SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 echo "setup: ready (.venv, Kafka $KAFKA_VERSION, $(redis-server --version | cut -d' ' -f3))"
