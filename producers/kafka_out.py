@@ -1,0 +1,164 @@
+"""The events topic as the replayer writes it: idempotent, compressed, batched by partition.
+
+Records are appended straight into one aiokafka ``BatchBuilder`` per partition and submitted
+whole with ``send_batch``: per-record ``send()`` costs a coroutine, a future and a pure-Python
+murmur2 hash per event, several times what building the batch costs. The partition of a key is
+computed once per region with aiokafka's default partitioner (murmur2, as the Java client), so a
+region's events land on the partition any Kafka client would choose for its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.codec import has_zstd
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+
+from app.control import END_OF_STREAM, encode_control
+from producers.exceptions import KafkaUnreachable
+
+#: Record timestamps are event times, possibly years old; time-based retention would delete a
+#: replay on arrival, so the events topic is bounded by size only (as the worker declares it).
+EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
+CONNECT_TIMEOUT_S = 10.0
+#: Uncompressed bytes per batch: about 2000 events, a few hundred KB on the wire after compression.
+BATCH_BYTES = 256 * 1024
+_TOPIC_ALREADY_EXISTS = 36
+T = TypeVar("T")
+
+
+class EventSink:
+    """Appends events to per-partition batches and keeps them flowing to the broker.
+
+    ``add`` is synchronous and cheap; full batches wait in a queue until the next ``submit``,
+    which hands them to the producer (and waits while the producer's queue for that partition is
+    full: that is the back-pressure).
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partitions = partitions
+        self._producer: Any = None
+        self._partition_ids: list[int] = []
+        self._routes: dict[int, tuple[bytes, int]] = {}
+        self._builders: dict[int, Any] = {}
+        self._full: list[tuple[int, Any]] = []
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def start(self) -> None:
+        """Connect, create the topic when it is missing; :class:`KafkaUnreachable` when impossible."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        try:
+            await self._within(admin.start(), "connecting")
+            await self._within(self._ensure_topic(admin), "creating the topic")
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="zstd" if has_zstd() else "gzip",
+            max_batch_size=BATCH_BYTES,
+            linger_ms=20,
+            request_timeout_ms=30_000,
+        )
+        try:
+            await self._within(producer.start(), "connecting")
+            partitions = await self._within(producer.partitions_for(self.topic), "reading the topic")
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
+        self._partition_ids = sorted(partitions)
+
+    async def _within(self, step: Awaitable[T], doing: str) -> T:
+        try:
+            return await asyncio.wait_for(step, CONNECT_TIMEOUT_S)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {CONNECT_TIMEOUT_S:.0f}s"
+            elif isinstance(exc, KafkaConnectionError):
+                reason = "cannot connect"
+            else:
+                reason = str(exc) or type(exc).__name__
+            raise KafkaUnreachable(f"Kafka unreachable at {self.bootstrap} ({doing}: {reason})") from None
+
+    async def _ensure_topic(self, admin: Any) -> None:
+        if self.topic in await admin.list_topics():
+            return
+        topic = NewTopic(self.topic, self.partitions, 1, topic_configs=EVENTS_TOPIC_CONFIG)
+        response = await admin.create_topics([topic])
+        for _name, code, *rest in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                message = rest[0] if rest and rest[0] else f"error code {code}"
+                raise KafkaError(f"cannot create topic {self.topic}: {message}")
+
+    def _route(self, region_id: int) -> tuple[bytes, int]:
+        key = str(region_id).encode()
+        route = (key, DefaultPartitioner()(key, self._partition_ids, self._partition_ids))
+        self._routes[region_id] = route
+        return route
+
+    def add(self, region_id: int, timestamp_ms: int, value: bytes) -> None:
+        """Append one event (key = the region id as decimal text)."""
+        route = self._routes.get(region_id) or self._route(region_id)
+        self._append(route[1], route[0], timestamp_ms, value, [])
+
+    def _append(self, partition: int, key: bytes | None, ts: int, value: bytes, headers: list[Any]) -> None:
+        builder = self._builders.get(partition)
+        if builder is None:
+            builder = self._builders[partition] = self._producer.create_batch()
+        if builder.append(timestamp=ts, key=key, value=value, headers=headers) is None:
+            self._full.append((partition, builder))
+            builder = self._builders[partition] = self._producer.create_batch()
+            builder.append(timestamp=ts, key=key, value=value, headers=headers)
+
+    async def submit(self, *, partial: bool = False) -> None:
+        """Hand full batches to the producer; with ``partial`` also the ones still filling
+        (before pacing sleeps and at the end, so nothing waits for a batch to fill)."""
+        if partial:
+            for partition, builder in self._builders.items():
+                if builder.record_count():
+                    self._full.append((partition, builder))
+            self._builders.clear()
+        full, self._full = self._full, []
+        for partition, builder in full:
+            self._pending.append(await self._producer.send_batch(builder, self.topic, partition=partition))
+        self._reap()
+
+    def _reap(self) -> None:
+        """Drop delivered batches; a failed delivery ends the replay."""
+        still = []
+        for future in self._pending:
+            if not future.done():
+                still.append(future)
+            elif future.exception() is not None:
+                exc = future.exception()
+                raise KafkaUnreachable(f"Kafka at {self.bootstrap} failed a delivery: {exc}")
+        self._pending = still
+
+    def end_of_stream(self, max_event_time_ms: int) -> None:
+        """One control record per partition, after its last event: event time has reached the end."""
+        value, headers = encode_control(END_OF_STREAM, max_event_time_ms)
+        for partition in self._partition_ids:
+            self._append(partition, None, max_event_time_ms, value, headers)
+
+    async def flush(self, timeout_s: float | None = None) -> None:
+        """Submit everything and wait until the broker acknowledged it."""
+        await self.submit(partial=True)
+        if self._pending:
+            done, _ = await asyncio.wait(self._pending, timeout=timeout_s)
+            if len(done) < len(self._pending):
+                raise KafkaUnreachable(f"Kafka at {self.bootstrap} did not acknowledge within {timeout_s}s")
+        self._reap()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
