@@ -10,6 +10,7 @@ region's events land on the partition any Kafka client would choose for its key.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -26,6 +27,9 @@ from producers.exceptions import KafkaUnreachable
 #: replay on arrival, so the events topic is bounded by size only (as the worker declares it).
 EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
 CONNECT_TIMEOUT_S = 10.0
+#: Under pacing, batches still filling are handed over at most this often: flushing on every
+#: pacing sleep makes batches of a few events, each waiting for the last one's acknowledgement.
+LINGER_S = 0.02
 #: Uncompressed bytes per batch: about 2000 events, a few hundred KB on the wire after compression.
 BATCH_BYTES = 256 * 1024
 _TOPIC_ALREADY_EXISTS = 36
@@ -50,6 +54,7 @@ class EventSink:
         self._builders: dict[int, Any] = {}
         self._full: list[tuple[int, Any]] = []
         self._pending: list[asyncio.Future[Any]] = []
+        self._lingered_since = 0.0
 
     async def start(self) -> None:
         """Connect, create the topic when it is missing; :class:`KafkaUnreachable` when impossible."""
@@ -131,6 +136,13 @@ class EventSink:
         for partition, builder in full:
             self._pending.append(await self._producer.send_batch(builder, self.topic, partition=partition))
         self._reap()
+
+    async def linger(self) -> None:
+        """Hand over the batches still filling when the last hand-over is ``LINGER_S`` old."""
+        now = time.monotonic()
+        if now - self._lingered_since >= LINGER_S:
+            self._lingered_since = now
+            await self.submit(partial=True)
 
     def _reap(self) -> None:
         """Drop delivered batches; a failed delivery ends the replay."""

@@ -276,7 +276,7 @@ class Replay:
             for i in range(take):
                 wait = self.pacer.due(base + i, times[i]) - time.monotonic()
                 if wait >= _MIN_SLEEP_S:
-                    await self.sink.submit(partial=True)
+                    await self.sink.linger()
                     if await self._stopped_within(wait):
                         done = i
                         break
