@@ -27,7 +27,7 @@ RETRY_AFTER_S = 1
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    windows = allowed_windows(request.app.state.settings)
+    windows = allowed_windows(request)
     detail: list[dict[str, Any]] = []
     for err in exc.errors():
         loc = [part if isinstance(part, int) else str(part) for part in err.get("loc", ())]

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from api import errors
+from api.deps import Serving
 from api.metrics import MetricsMiddleware
 from api.routes import health, prometheus, regions, top, windows
 from api.store import WindowStore
@@ -64,10 +65,10 @@ def redis_pool(settings: Settings) -> Redis:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    app.state.zones = await asyncio.to_thread(load_zones, settings.zones_file)
+    zones = await asyncio.to_thread(load_zones, settings.zones_file)
     redis = redis_pool(settings)
     app.state.redis = redis
-    app.state.store = WindowStore(redis, RedisKeys(settings.app_id))
+    app.state.serving = Serving(WindowStore(redis, RedisKeys(settings.app_id)), zones, app.state.windows)
     app.state.started_ms = int(time.time() * 1000)
     try:
         await redis.ping()
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.windows = {size.name: size for size in settings.window_sizes}
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
     for module in (windows, top, regions, health, prometheus):

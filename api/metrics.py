@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +42,12 @@ REDIS_ERRORS = Counter(
 )
 
 
+# Label lookups hash and lock on every call; the label sets are few and fixed, so keep the children.
+_redis_seconds = lru_cache(maxsize=64)(REDIS_SECONDS.labels)
+_requests = lru_cache(maxsize=1024)(REQUESTS.labels)
+_request_seconds = lru_cache(maxsize=256)(REQUEST_SECONDS.labels)
+
+
 @contextmanager
 def redis_call(operation: str) -> Iterator[None]:
     """Time one Redis round trip; a failure is counted and re-raised for the error handlers."""
@@ -51,7 +58,7 @@ def redis_call(operation: str) -> Iterator[None]:
         REDIS_ERRORS.labels(operation).inc()
         raise
     finally:
-        REDIS_SECONDS.labels(operation).observe(time.perf_counter() - started)
+        _redis_seconds(operation).observe(time.perf_counter() - started)
 
 
 class MetricsMiddleware:
@@ -78,5 +85,5 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             method = scope["method"] if scope["method"] in _METHODS else "other"
-            REQUESTS.labels(route, method, str(status)).inc()
-            REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
+            _requests(route, method, str(status)).inc()
+            _request_seconds(route, method).observe(time.perf_counter() - started)

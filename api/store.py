@@ -27,6 +27,9 @@ return 0
 #: Index entries read per round trip once expired entries show up (the first read takes one).
 _SCAN_BATCH = 64
 
+#: Bound on the remembered newest starts (one per region and size): past it they are forgotten.
+_MAX_LATEST_SEEN = 100_000
+
 Record = dict[str, Any]
 
 
@@ -43,10 +46,7 @@ class WindowStore:
         self.redis = redis
         self.keys = keys
         self._drop_if_expired = redis.register_script(_DROP_IF_EXPIRED_LUA)
-
-    async def ping(self) -> None:
-        with redis_call("ping"):
-            await self.redis.ping()
+        self._latest_seen: dict[tuple[str, int], int] = {}
 
     async def last_final_ms(self) -> int | None:
         with redis_call("last_final"):
@@ -66,9 +66,37 @@ class WindowStore:
         return _record(final, data)
 
     async def latest_final(self, size: WindowSize, region_id: int) -> Record | None:
-        """The region's newest final window whose hash still exists."""
+        """The region's newest final window whose hash still exists.
+
+        One round trip in the common case: the newest start this process saw for the region is
+        read speculatively in the same pipeline as the index, and used only if the index still
+        names it. A new final window (once per window length) or an expired one costs a second.
+        """
+        guess = self._latest_seen.get((size.name, region_id))
+        if guess is not None:
+            with redis_call("latest"):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.zrange(
+                    self.keys.history(size.name, region_id),
+                    "+inf",
+                    "-inf",
+                    desc=True,
+                    byscore=True,
+                    offset=0,
+                    num=1,
+                )
+                pipe.hmget(self.keys.window(size.name, region_id, guess), "final", "data")
+                newest, (final, data) = await pipe.execute()
+            record = _record(final, data)
+            if record is not None and _ints(newest) == [guess]:
+                return record
         page = await self._scan(size, region_id, "-inf", "+inf", limit=1, descending=True, probe_more=False)
-        return page.items[0] if page.items else None
+        if not page.items:
+            return None
+        if len(self._latest_seen) >= _MAX_LATEST_SEEN:
+            self._latest_seen.clear()
+        self._latest_seen[(size.name, region_id)] = int(page.items[0]["window_start_ms"])
+        return page.items[0]
 
     async def open_window(self, size: WindowSize, region_id: int) -> Record | None:
         """The newest open window the live mirror wrote, or ``None`` once it has become final."""

@@ -15,7 +15,8 @@ import time
 from fastapi import APIRouter, Request, Response
 from redis.exceptions import RedisError
 
-from api.deps import SettingsDep, StoreDep
+from api.deps import RedisDep, ServingDep, SettingsDep
+from api.metrics import redis_call
 from api.models import FreshnessCheck, HealthCheck, HealthChecks, HealthResponse
 from app.events import format_time_ms
 
@@ -29,16 +30,17 @@ router = APIRouter(tags=["health"])
     summary="200 when Redis answers and final results are fresh, else 503 with the failing checks",
 )
 async def health(
-    request: Request, response: Response, store: StoreDep, settings: SettingsDep
+    request: Request, response: Response, redis: RedisDep, serving: ServingDep, settings: SettingsDep
 ) -> HealthResponse:
     stale_after_ms = settings.stale_after_ms
     started = time.perf_counter()
     try:
-        await store.ping()
-        redis = HealthCheck(ok=True, detail=f"PONG in {(time.perf_counter() - started) * 1000:.1f} ms")
-        last_ms = await store.last_final_ms()
+        with redis_call("ping"):
+            await redis.ping()
+        redis_check = HealthCheck(ok=True, detail=f"PONG in {(time.perf_counter() - started) * 1000:.1f} ms")
+        last_ms = await serving.store.last_final_ms()
     except (RedisError, OSError) as exc:
-        redis = HealthCheck(ok=False, detail=f"Redis is unreachable: {exc}")
+        redis_check = HealthCheck(ok=False, detail=f"Redis is unreachable: {exc}")
         freshness = FreshnessCheck(
             ok=False,
             detail="not checked: Redis is unreachable",
@@ -48,13 +50,13 @@ async def health(
         )
     else:
         freshness = _freshness(last_ms, request.app.state.started_ms, stale_after_ms)
-    failing = [name for name, check in (("redis", redis), ("freshness", freshness)) if not check.ok]
+    failing = [name for name, check in (("redis", redis_check), ("freshness", freshness)) if not check.ok]
     if failing:
         response.status_code = 503
     return HealthResponse(
         status="failing" if failing else "ok",
         detail="failing: " + ", ".join(failing) if failing else "all checks passed",
-        checks=HealthChecks(redis=redis, freshness=freshness),
+        checks=HealthChecks(redis=redis_check, freshness=freshness),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import StoreDep, WindowDep, ZonesDep
+from api.deps import ServingDep, WindowParam
 from api.models import RegionSummary
 from api.routes import INVALID, UNAVAILABLE
 from app.events import format_time_ms
@@ -18,11 +18,12 @@ router = APIRouter(tags=["regions"])
     responses={**INVALID, **UNAVAILABLE},
     summary="Regions with a retained final window of this size (an empty list when none)",
 )
-async def list_regions(size: WindowDep, store: StoreDep, zones: ZonesDep) -> list[RegionSummary]:
-    starts = await store.latest_starts(size)
+async def list_regions(window: WindowParam, serving: ServingDep) -> list[RegionSummary]:
+    size = serving.window(window)
+    starts = await serving.store.latest_starts(size)
     out = []
     for region_id in sorted(starts):
-        zone = zones.get(region_id)
+        zone = serving.zones.get(region_id)
         out.append(
             RegionSummary(
                 region_id=region_id,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api.deps import StoreDep, WindowDep, ZonesDep
+from api.deps import ServingDep, WindowParam
 from api.models import TopEntry, TopResponse
 from api.ranking import RankBy, rank_windows
 from api.routes import INVALID, NOT_FOUND, UNAVAILABLE
@@ -26,21 +26,21 @@ MAX_TOP_LIMIT = 1_000
     "window of that start is not final yet (their partition's watermark lags) are not ranked.",
 )
 async def top_regions(
-    size: WindowDep,
-    store: StoreDep,
-    zones: ZonesDep,
+    window: WindowParam,
+    serving: ServingDep,
     by: Annotated[RankBy, Query(description="Aggregate to rank by, highest first")] = RankBy.revenue,
     limit: Annotated[
         int, Query(description="Most regions returned", ge=1, le=MAX_TOP_LIMIT, examples=[10])
     ] = 10,
 ) -> TopResponse:
-    windows = await store.newest_final_windows(size)
+    size = serving.window(window)
+    windows = await serving.store.newest_final_windows(size)
     if not windows:
         raise HTTPException(404, f"no final {size.name} window yet")
     start_ms = int(windows[0]["window_start_ms"])
     items = []
     for rank, win in rank_windows(windows, by, limit):
-        zone = zones.get(int(win["region_id"]))
+        zone = serving.zones.get(int(win["region_id"]))
         items.append(
             TopEntry(
                 rank=rank,

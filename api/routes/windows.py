@@ -10,9 +10,8 @@ from api.cursor import Cursor, decode_cursor, encode_cursor
 from api.deps import (
     TIME_FORMATS,
     RegionIdPath,
-    StoreDep,
-    WindowDep,
-    ZonesDep,
+    ServingDep,
+    WindowParam,
     invalid_param,
     parse_time_param,
 )
@@ -33,9 +32,8 @@ MAX_HISTORY_LIMIT = 10_000
 )
 async def region_window(
     region_id: RegionIdPath,
-    size: WindowDep,
-    store: StoreDep,
-    zones: ZonesDep,
+    window: WindowParam,
+    serving: ServingDep,
     at: Annotated[
         str | None,
         Query(
@@ -49,15 +47,16 @@ async def region_window(
         bool, Query(description="Also return the region's open window (live numbers) in `current`")
     ] = False,
 ) -> RegionWindow:
+    size = serving.window(window)
     at_ms = parse_time_param("at", at)
     if at_ms is None:
-        record = await store.latest_final(size, region_id)
+        record = await serving.store.latest_final(size, region_id)
     else:
-        record = await store.window(size, region_id, size.start(at_ms))
+        record = await serving.store.window(size, region_id, size.start(at_ms))
     if record is None:
         raise HTTPException(404, _missing(size, region_id, at))
-    current = await store.open_window(size, region_id) if include_current else None
-    zone = zones.get(region_id)
+    current = await serving.store.open_window(size, region_id) if include_current else None
+    zone = serving.zones.get(region_id)
     return RegionWindow.model_validate(
         {
             **record,
@@ -77,9 +76,8 @@ async def region_window(
 )
 async def region_history(
     region_id: RegionIdPath,
-    size: WindowDep,
-    store: StoreDep,
-    zones: ZonesDep,
+    window: WindowParam,
+    serving: ServingDep,
     start: Annotated[
         str | None,
         Query(
@@ -110,6 +108,7 @@ async def region_history(
         ),
     ] = None,
 ) -> HistoryPage:
+    size = serving.window(window)
     start_ms = parse_time_param("start", start)
     end_ms = parse_time_param("end", end)
     if start_ms is not None and end_ms is not None and start_ms >= end_ms:
@@ -118,13 +117,13 @@ async def region_history(
     if cursor is not None:
         after_ms = _cursor_after(cursor, size, region_id)
         lower_ms = after_ms + 1 if lower_ms is None else max(lower_ms, after_ms + 1)
-    page = await store.history(size, region_id, lower_ms, end_ms, limit)
-    if not page.items and cursor is None and not await store.has_history(size, region_id):
+    page = await serving.store.history(size, region_id, lower_ms, end_ms, limit)
+    if not page.items and cursor is None and not await serving.store.has_history(size, region_id):
         raise HTTPException(404, _missing(size, region_id, None))
     next_cursor = None
     if page.has_more:
         next_cursor = encode_cursor(Cursor(size.name, region_id, int(page.items[-1]["window_start_ms"])))
-    zone = zones.get(region_id)
+    zone = serving.zones.get(region_id)
     return HistoryPage(
         region_id=region_id,
         region_name=zone.name,
