@@ -26,6 +26,7 @@ import orjson
 from faust import streams as faust_streams
 from faust.types import EventT
 
+from api.zones import load_zones
 from app import metrics
 from app.control import IDLE, control_kind, decode_control, encode_control
 from app.events import TripEvent, format_time_ms, parse_event
@@ -103,6 +104,10 @@ def _partitions_arg(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) ->
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
     for tp in _partitions_arg(args, kwargs, "revoked"):
+        try:
+            metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+        except KeyError:
+            pass
         if tp.topic == settings.events:
             _states.pop(tp.partition, None)
 
@@ -131,7 +136,9 @@ def _headers(msg: Any) -> list[tuple[str, bytes]]:
     return list(headers or ())
 
 
-async def _apply_record(state: PartitionState, event: EventT, sends: list[Any]) -> bool:
+async def _apply_record(
+    state: PartitionState, event: EventT, sends: list[Any], trips: dict[int, list[float]]
+) -> bool:
     """Apply one record; returns True for a folded trip event. Bad input goes to the DLQ."""
     msg = event.message
     kind = control_kind(_headers(msg))
@@ -156,6 +163,14 @@ async def _apply_record(state: PartitionState, event: EventT, sends: list[Any]) 
     for late in outcome.late:
         metrics.EVENTS_LATE.labels(late.size.name).inc()
         sends.append(await _send_late(parsed, msg.partition, late))
+    tally = trips.get(parsed.region_id)
+    if tally is None:
+        trips[parsed.region_id] = [1.0, parsed.fare]
+    else:
+        tally[0] += 1
+        tally[1] += parsed.fare
+    metrics.TRIP_FARE.observe(parsed.fare)
+    metrics.TRIP_DURATION.observe(parsed.duration)
     return True
 
 
@@ -167,13 +182,14 @@ async def _process_partition(partition: int, events: Sequence[EventT]) -> None:
     _idle_sent.discard(partition)
     newest_ts = 0.0
     processed = 0
+    trips: dict[int, list[float]] = {}
     for event in events:
         offset = event.message.offset
         if state.is_duplicate(offset):
             metrics.EVENTS_DUPLICATE.inc()
             continue
         try:
-            if await _apply_record(state, event, sends):
+            if await _apply_record(state, event, sends, trips):
                 processed += 1
                 newest_ts = max(newest_ts, event.message.timestamp or 0.0)
         except Exception as exc:  # a worker never crashes on one record
@@ -182,6 +198,9 @@ async def _process_partition(partition: int, events: Sequence[EventT]) -> None:
             sends.append(await _send_dlq(event, "processing_error", repr(exc)))
         state.mark_applied(offset)
     metrics.EVENTS_PROCESSED.inc(processed)
+    for region, (count, revenue) in trips.items():
+        metrics.TRIPS.labels(str(region)).inc(count)
+        metrics.REVENUE.labels(str(region)).inc(revenue)
 
     # Writes in the context of this partition: changelog partition = source partition.
     faust_streams._current_event.set(weakref.ref(events[-1]))
@@ -264,6 +283,24 @@ async def aggregate_trips(stream: Any) -> None:
             by_partition[event.message.partition].append(event)
         for partition, part_events in by_partition.items():
             await _process_partition(partition, part_events)
+
+
+@app.timer(5.0)
+async def observe_consumer_lag() -> None:
+    """Records behind each assigned partition's high watermark (what the lag alert watches)."""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        position = await consumer.position(tp)
+        if highwater is not None and position is not None:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+
+@app.task
+async def publish_region_names() -> None:
+    """One streampulse_region_info series per known zone, for the dashboards' joins."""
+    for region_id, zone in load_zones(settings.zones_file).items():
+        metrics.REGION_INFO.labels(str(region_id), zone.name or "", zone.borough or "").set(1)
 
 
 @app.timer(1.0)

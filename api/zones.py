@@ -36,6 +36,9 @@ class ZoneLookup:
     def get(self, region_id: int) -> Zone:
         return self._zones.get(region_id, UNKNOWN_ZONE)
 
+    def items(self) -> list[tuple[int, Zone]]:
+        return list(self._zones.items())
+
 
 def load_zones(path: Path) -> ZoneLookup:
     """Parse the lookup; a missing column or a bad id fails start-up naming the file and line.

@@ -64,3 +64,24 @@ SINK_WRITE_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 SINK_ERRORS = Counter("streampulse_sink_errors_total", "Failed Redis writes (retried), by kind", ["kind"])
+
+# Business metrics for the "Trip metrics" dashboard (region_id is bounded: one per zone).
+TRIPS = Counter("streampulse_trips_total", "Valid trips processed, by pickup region", ["region_id"])
+REVENUE = Counter(
+    "streampulse_revenue_dollars_total", "Sum of fares of valid trips, by region", ["region_id"]
+)
+REGION_INFO = Gauge(
+    "streampulse_region_info",
+    "Region names (value 1), for joins on region_id",
+    ["region_id", "region_name", "borough"],
+)
+TRIP_FARE = Histogram(
+    "streampulse_trip_fare_dollars",
+    "Fare of valid trips",
+    buckets=(2.5, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200),
+)
+TRIP_DURATION = Histogram(
+    "streampulse_trip_duration_seconds",
+    "Duration of valid trips",
+    buckets=(60, 180, 300, 600, 900, 1200, 1800, 2700, 3600, 7200),
+)

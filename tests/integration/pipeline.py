@@ -99,7 +99,11 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Record]:
             out: list[Record] = []
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            while any((await consumer.position(tp)) < end[tp] for tp in tps):
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+            while await behind():
                 if loop.time() > deadline:
                     raise AssertionError(f"could not read {topic} to its end")
                 batch = await consumer.getmany(timeout_ms=500)
