@@ -64,7 +64,10 @@ class TripEvent(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-05:00: past datetime's range in UTC
+            raise ValueError("event_time out of range") from exc
 
     @property
     def event_time_ms(self) -> int:
@@ -88,9 +91,11 @@ class TripEvent(BaseModel):
 def format_time_ms(t_ms: int) -> str:
     """ISO-8601 UTC with a ``Z``; milliseconds only when there are some."""
     dt = EPOCH + timedelta(milliseconds=t_ms)
+    # isoformat, not strftime: "%Y" does not pad years before 1000 to four digits on Linux.
+    text = dt.replace(tzinfo=None, microsecond=0).isoformat()
     if t_ms % 1000:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t_ms % 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{text}.{t_ms % 1000:03d}Z"
+    return text + "Z"
 
 
 @dataclass(frozen=True, slots=True)
