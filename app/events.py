@@ -7,6 +7,7 @@ human message for the rejects file and the dead-letter topic.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -25,12 +26,15 @@ from pydantic import (
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MAX_EPOCH_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+_NUMERIC_RE = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 def _epoch_seconds(value: Any) -> Any:
     """Numbers are epoch seconds (the contract), never pydantic's seconds-or-ms guess."""
     if isinstance(value, bool):
         raise ValueError("event_time must be an ISO-8601 string or epoch seconds")
+    if isinstance(value, str) and _NUMERIC_RE.match(value):
+        value = float(value)  # "1704067200" means epoch seconds, as the number would
     if isinstance(value, int | float):
         if not math.isfinite(value) or not 0 <= value <= _MAX_EPOCH_S:
             raise ValueError("epoch seconds out of range")
@@ -63,11 +67,14 @@ class TripEvent(BaseModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
+            value = value.replace(tzinfo=UTC)
         try:
-            return value.astimezone(UTC)
+            value = value.astimezone(UTC)
         except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-05:00: past datetime's range in UTC
             raise ValueError("event_time out of range") from exc
+        if value < EPOCH:  # a Kafka record timestamp (= event time) cannot be negative
+            raise ValueError("event_time before 1970-01-01T00:00:00Z")
+        return value
 
     @property
     def event_time_ms(self) -> int:

@@ -396,8 +396,9 @@ def test_format_time_ms(t_ms: int, text: str) -> None:
 
 
 ms_datetimes = st.datetimes(
-    # Naive bounds (hypothesis wants them so), a day in from datetime's range so any offset fits.
-    min_value=datetime(1, 1, 2, tzinfo=UTC).replace(tzinfo=None),
+    # Naive bounds (hypothesis wants them so), a day in so any offset fits; Kafka record
+    # timestamps (= event times) cannot be before 1970.
+    min_value=datetime(1970, 1, 2, tzinfo=UTC).replace(tzinfo=None),
     max_value=datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC).replace(tzinfo=None),
 ).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
@@ -444,3 +445,19 @@ def test_sub_millisecond_times_canonicalise_to_the_millisecond() -> None:
     assert again.to_canonical()["event_time"] == "2024-03-01T12:34:56.123Z"
     assert again.event_time_ms == ev.event_time_ms
     assert again.to_json() == ev.to_json()
+
+
+@pytest.mark.parametrize(
+    ("event_time", "expected_ms"),
+    [("1704067200", 1_704_067_200_000), ("1.5e9", 1_500_000_000_000), (" 60 ", 60_000)],
+)
+def test_numeric_strings_are_epoch_seconds(event_time: str, expected_ms: int) -> None:
+    result = parse_event({**VALID, "event_time": event_time})
+    assert isinstance(result, TripEvent)
+    assert result.event_time_ms == expected_ms
+
+
+@pytest.mark.parametrize("event_time", ["1704067200000", "-1", "1969-12-31T23:59:59Z", -5])
+def test_times_before_1970_or_past_9999_are_rejected(event_time: object) -> None:
+    result = parse_event({**VALID, "event_time": event_time})
+    assert isinstance(result, Rejection) and result.reason == "invalid:event_time"
