@@ -122,6 +122,20 @@ def main() -> None:
         status, body = get(f"{api}/metrics/top?window=1h&by=revenue&limit=3")
         return status == 200 and bool(body)
 
+    def all_processed() -> bool:
+        try:
+            with urllib.request.urlopen(worker_metrics, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return False
+        markers = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('streampulse_control_records_total{kind="end-of-stream"}')
+        )
+        return markers >= settings.partitions  # one marker per partition, after its last event
+
+    wait("the worker to process the replay", all_processed, 300)
     wait("the final windows to reach Redis", top_ready, 120)
     print("\nStreamPulse is running:")
     print(f"  API docs        {api}/docs")
