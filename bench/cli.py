@@ -1,0 +1,289 @@
+"""``python -m bench [--quick] [--events N] ...``: one run, every contender on the same data.
+
+Order of a run: load each workload into its own topic and compute its reference from that
+topic; run each contender on it in turn (one at a time: they share two cores); measure
+StreamPulse's latencies at half its measured live rate (and the API, when its load generator
+exists); then delete every topic, Redis key and data directory the run created, also after an
+error or Ctrl-C. Every process is started in its own group and stopped by pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from app.settings import load_settings
+from bench import latency, output, procs
+from bench.api import api_load
+from bench.kafka import create_topic, delete_topics
+from bench.peers import PEERS, run_peer
+from bench.redis_io import delete_run_keys
+from bench.reference import reference_from_topic
+from bench.run import Loaded, Row, Run
+from bench.streampulse import run_streampulse, start_workers, worker_env
+from bench.workloads import Workload, backfill, live, load
+from tests.integration.pipeline import wait_worker_ready
+from tests.integration.stack import ROOT, ready
+
+SP_CONTENDERS = {"streampulse": 1, "streampulse-2w": 2}
+ALL_CONTENDERS = [*SP_CONTENDERS, *PEERS]
+FULL: dict[str, Any] = {
+    "events": 1_000_000,
+    "workloads": "live,backfill",
+    "contenders": ALL_CONTENDERS,
+    "timeout": 900.0,
+    "latency": 120.0,
+    "api": 20.0,
+}
+#: About a minute: the backfill is left out (StreamPulse finalizes a few hundred of its sparse
+#: windows per second here, so even a small one takes minutes) and so are the slow peers.
+QUICK: dict[str, Any] = {
+    "events": 20_000,
+    "workloads": "live",
+    "contenders": ["streampulse", "bare-aiokafka"],
+    "timeout": 120.0,
+    "latency": 10.0,
+    "api": 5.0,
+}
+#: Issue 8's targets, evaluated in the JSON.
+TARGET_VS_NAIVE, TARGET_VS_QUIX, TARGET_PER_WORKER = 3.0, 1.5, 30_000
+TARGET_OPEN_P99_MS, TARGET_FINAL_P99_MS = 500, 1000
+
+console = Console()
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def _load(run: Run, spec: Workload) -> Loaded:
+    topic = run.topic(spec.name)
+    started = time.monotonic()
+    asyncio.run(load(run.bootstrap, topic, run.partitions, spec))
+    load_s = time.monotonic() - started
+    ref = asyncio.run(reference_from_topic(run.bootstrap, topic, run.partitions))
+    if ref.events != spec.events or ref.late or ref.invalid:
+        raise click.ClickException(f"{topic}: the topic does not hold the workload as generated ({ref})")
+    console.print(
+        f"[bold]{spec.name}[/]: {spec.events:,} events in {topic} ({load_s:.0f}s to load, "
+        f"{spec.events / load_s:,.0f}/s); reference: {len(ref.windows):,} final windows"
+    )
+    return Loaded(spec.name, topic, spec.events, spec.events + ref.controls, ref, round(load_s, 1))
+
+
+def _contender(run: Run, name: str, w: Loaded) -> Row:
+    console.print(f"  {name} on {w.name} ...", end="")
+    if name in SP_CONTENDERS:
+        row = run_streampulse(run, w, SP_CONTENDERS[name])
+    else:
+        row = run_peer(run, PEERS[name], w)
+    speed = "—" if row.events_per_s is None else f"{row.events_per_s:,.0f} events/s"
+    console.print(f" {speed}, correct={row.correct}, peak {row.peak_rss_mb} MB, {row.status} {row.note}")
+    return row
+
+
+def _latency(run: Run, rows: list[Row], seconds: float) -> dict[str, Any]:
+    """Latencies at half of StreamPulse's measured live rate, on a fresh topic and app id."""
+    base = next(
+        (r for r in rows if r.name == "streampulse" and r.workload == "live" and r.events_per_s), None
+    )
+    if base is None or base.events_per_s is None:
+        return {"status": "skipped: no correct StreamPulse live throughput to take 50 % of"}
+    topic, app_id = run.topic("latency"), f"{run.run_id}-sp-latency"
+    asyncio.run(create_topic(run.bootstrap, topic, run.partitions))
+    env = worker_env(run, app_id, topic)
+    console.print(f"  latency at {base.events_per_s / 2:,.0f} events/s for {seconds:.0f}s ...", end="")
+    ((worker, port),) = start_workers(run, env, app_id, 1)
+    try:
+        wait_worker_ready(worker)
+        result = asyncio.run(latency.measure(run, topic, app_id, base.events_per_s / 2, seconds))
+        for kind in ("open_window", "final_window"):
+            for q in (0.5, 0.99):
+                metric = f"streampulse_{kind}_latency_seconds"
+                result[f"worker_{kind}_latency_p{round(q * 100)}_ms"] = latency.histogram_quantile(
+                    port, metric, q
+                )
+    finally:
+        procs.stop_all([worker])
+    base.open_window_latency_p50_ms = result["open_window_latency_p50_ms"]
+    base.open_window_latency_p99_ms = result["open_window_latency_p99_ms"]
+    base.final_latency_p50_ms = result["final_latency_p50_ms"]
+    base.final_latency_p99_ms = result["final_latency_p99_ms"]
+    base.details["latency"] = result
+    console.print(
+        f" open p50/p99 {result['open_window_latency_p50_ms']}/{result['open_window_latency_p99_ms']} ms, "
+        f"final p50/p99 {result['final_latency_p50_ms']}/{result['final_latency_p99_ms']} ms"
+    )
+    return result
+
+
+def _cleanup(run: Run) -> None:
+    topics = asyncio.run(delete_topics(run.bootstrap, run.run_id))
+    keys = delete_run_keys(run.redis_url, run.run_id)
+    for data_dir in run.work_dir.glob("data-*"):
+        shutil.rmtree(data_dir, ignore_errors=True)
+    console.print(
+        f"cleaned up: {len(topics)} topics, {keys:,} Redis keys, data directories (logs in {run.work_dir})"
+    )
+
+
+def _speed(rows: list[Row], name: str, workload: str) -> float | None:
+    return next((r.events_per_s for r in rows if r.name == name and r.workload == workload), None)
+
+
+def _targets(rows: list[Row]) -> dict[str, Any]:
+    """Issue 8's targets against what was measured (None where a figure is missing)."""
+    out: dict[str, Any] = {}
+    for workload in dict.fromkeys(r.workload for r in rows):
+        sp = _speed(rows, "streampulse", workload)
+        for peer, target in (("naive-faust", TARGET_VS_NAIVE), ("quix", TARGET_VS_QUIX)):
+            other = _speed(rows, peer, workload)
+            ratio = round(sp / other, 2) if sp and other else None
+            out[f"{workload}: ≥{target}x {peer}"] = {
+                "measured": ratio,
+                "met": None if ratio is None else ratio >= target,
+            }
+        out[f"{workload}: ≥{TARGET_PER_WORKER} events/s per worker"] = {
+            "measured": sp,
+            "met": None if sp is None else sp >= TARGET_PER_WORKER,
+        }
+    base = next((r for r in rows if r.name == "streampulse" and r.workload == "live"), None)
+    if base is not None:
+        for field, target in (
+            ("open_window_latency_p99_ms", TARGET_OPEN_P99_MS),
+            ("final_latency_p99_ms", TARGET_FINAL_P99_MS),
+        ):
+            value = getattr(base, field)
+            out[f"{field} ≤ {target}"] = {
+                "measured": value,
+                "met": None if value is None else value <= target,
+            }
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quick", is_flag=True, help=f"About a minute: {QUICK['events']:,} events, fewer contenders.")
+@click.option(
+    "--events", type=click.IntRange(min=1000), help="Events per workload [1,000,000; quick 20,000]."
+)
+@click.option("--workloads", help="Comma-separated, from live,backfill [both; quick: live].")
+@click.option("--contenders", help=f"Comma-separated, from {','.join(ALL_CONTENDERS)} [all; quick: fewer].")
+@click.option("--timeout", "timeout_s", type=float, help="Seconds per contender run [900; quick 120].")
+@click.option(
+    "--latency-seconds",
+    type=float,
+    help="Steady-rate latency phase (and API load), 0 to skip [120; quick 10].",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "bench" / "results")
+def main(
+    quick: bool,
+    events: int | None,
+    workloads: str | None,
+    contenders: str | None,
+    timeout_s: float | None,
+    latency_seconds: float | None,
+    out: Path,
+) -> None:
+    """Throughput, correctness and memory of StreamPulse and its peers on the local stack."""
+    preset = QUICK if quick else FULL
+    n = events or preset["events"]
+    names = contenders.split(",") if contenders else list(preset["contenders"])
+    unknown = set(names) - set(ALL_CONTENDERS)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown {sorted(unknown)}; choose from {ALL_CONTENDERS}", param_hint="--contenders"
+        )
+    specs = {"live": live(n, int(time.time() * 1000)), "backfill": backfill(n)}
+    chosen = [specs[w] for w in (workloads or preset["workloads"]).split(",") if w in specs]
+    if not chosen:
+        raise click.BadParameter(f"choose from {list(specs)}", param_hint="--workloads")
+    if not (ready("kafka") and ready("redis")):
+        raise click.ClickException("Kafka or Redis does not answer: start the stack with `make up`")
+    settings = load_settings()
+    started = datetime.now(UTC)
+    run_id = f"bench-{started:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}"
+    run = Run(
+        run_id,
+        settings.kafka_bootstrap,
+        settings.redis_url,
+        ROOT / ".data" / "bench" / run_id,
+        timeout_s or preset["timeout"],
+    )
+    run.work_dir.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench" + "".join(f" {a}" for a in sys.argv[1:])
+    console.print(
+        f"[bold]{command}[/] — run {run_id}, {n:,} events per workload, contenders {', '.join(names)}"
+    )
+    load_before = os.getloadavg()
+    rows: list[Row] = []
+    loaded: list[Loaded] = []
+    latency_result: dict[str, Any] = {}
+    api_result: dict[str, Any] = {"status": "skipped"}
+    try:
+        for spec in chosen:
+            loaded.append(_load(run, spec))
+            for name in names:
+                rows.append(_contender(run, name, loaded[-1]))
+        seconds = preset["latency"] if latency_seconds is None else latency_seconds
+        if seconds > 0 and "streampulse" in names:
+            latency_result = _latency(run, rows, seconds)
+            console.print("  API under load ...", end="")
+            api_result = api_load(run, preset["api"])
+            p50, p99 = api_result.get("p50_ms"), api_result.get("p99_ms")
+            console.print(f" p50 {p50} ms, p99 {p99} ms, {api_result['status']}")
+    finally:
+        _cleanup(run)
+    commit = _git("rev-parse", "--short", "HEAD")
+    meta = {
+        "date": started.isoformat(timespec="seconds"),
+        "commit": commit,
+        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "command": command,
+        "quick": quick,
+        "events_per_workload": n,
+        "timeout_s_per_contender": run.timeout_s,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_before": [round(x, 2) for x in load_before],
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(),
+            **{pkg: version(pkg) for pkg in ("faust-streaming", "quixstreams", "aiokafka", "rocksdict")},
+        },
+        "workloads": [
+            {
+                "name": w.name,
+                "topic": w.topic,
+                "events": w.events,
+                "windows": len(w.ref.windows),
+                "load_s": w.load_s,
+            }
+            for w in loaded
+        ],
+        "latency": latency_result,
+        "api": api_result,
+        "targets": _targets(rows),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{started:%Y-%m-%d}-{commit}" + ("-quick" if quick else "")
+    output.write_json(out / f"{stem}.json", meta, rows)
+    title = f"{command} — {started:%Y-%m-%d} {commit}, {n:,} events/workload, {os.cpu_count()} CPUs (shared)"
+    output.write_chart(out / f"{stem}.png", rows, title)
+    (out / f"{stem}.md").write_text(
+        f"`{command}` ({title.split(' — ')[1]})\n\n{output.markdown_table(rows)}\n"
+    )
+    output.print_table(console, rows, title)
+    console.print(f"wrote {out / stem}.json, .png and .md (the table for docs/benchmarks.md)")

@@ -1,0 +1,143 @@
+"""The Kafka side of the harness: topics of one run, a batched producer, reading a topic back.
+
+Records go out through aiokafka's ``BatchBuilder`` and ``send_batch``: per-record ``send()``
+costs a coroutine and a future per event, and the loader must not be what the numbers measure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+
+from app.control import END_OF_STREAM, encode_control
+
+#: Record timestamps are event times (30 days old in the backfill): time-based retention would
+#: delete them on arrival, so the topic is bounded by size only, as app/topics.py declares it.
+EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
+BATCH_BYTES = 512 * 1024
+CONTROL_KEY = END_OF_STREAM.encode()
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=EVENTS_TOPIC_CONFIG)])
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, run_id: str) -> list[str]:
+    """Delete every topic named after the run (Quix names its changelogs ``changelog__<group>...``)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if run_id in t]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+class BatchProducer:
+    """Keyed records into per-partition batches, partitioned as every Kafka client does (murmur2)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=BATCH_BYTES
+        )
+        self._partitions: list[int] = []
+        self._route: dict[bytes, int] = {}
+        self._builders: dict[int, Any] = {}
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def start(self) -> None:
+        await self._producer.start()
+        self._partitions = sorted(await self._producer.partitions_for(self.topic))
+
+    @property
+    def partitions(self) -> list[int]:
+        return self._partitions
+
+    def partition_of(self, key: bytes) -> int:
+        partition = self._route.get(key)
+        if partition is None:
+            partition = DefaultPartitioner()(key, self._partitions, self._partitions)
+            self._route[key] = partition
+        return partition
+
+    async def add(
+        self, key: bytes | None, value: bytes, ts_ms: int, partition: int, headers: Iterable[Any] = ()
+    ) -> None:
+        builder = self._builders.get(partition)
+        if builder is None:
+            builder = self._builders[partition] = self._producer.create_batch()
+        if builder.append(timestamp=ts_ms, key=key, value=value, headers=list(headers)) is None:
+            await self._submit(partition, builder)
+            builder = self._builders[partition] = self._producer.create_batch()
+            builder.append(timestamp=ts_ms, key=key, value=value, headers=list(headers))
+
+    async def _submit(self, partition: int, builder: Any) -> None:
+        self._pending.append(await self._producer.send_batch(builder, self.topic, partition=partition))
+        if len(self._pending) > 64:
+            await asyncio.gather(*self._pending)
+            self._pending.clear()
+
+    async def end_of_stream(self, max_event_ms: int) -> None:
+        """The replayer's end-of-stream control record on every partition: it closes the last windows.
+
+        Unlike the replayer's, it has a key (:data:`CONTROL_KEY`; the contract fixes none): Quix
+        Streams skips keyless records in windowed steps, so a keyless marker could not close its
+        windows."""
+        value, headers = encode_control(END_OF_STREAM, max_event_ms)
+        for partition in self._partitions:
+            await self.add(CONTROL_KEY, value, max_event_ms, partition, headers)
+
+    async def flush(self, *, wait: bool = True) -> None:
+        """Send the batches still filling; with ``wait``, until the broker acknowledged all."""
+        builders, self._builders = self._builders, {}
+        for partition, builder in builders.items():
+            if builder.record_count():
+                await self._submit(partition, builder)
+        if wait:
+            await asyncio.gather(*self._pending)
+            self._pending.clear()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    partition: int
+    offset: int
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+async def read_topic(bootstrap: str, topic: str, partitions: int) -> AsyncIterator[list[Record]]:
+    """Every record in the topic up to its current end, in chunks, partition by partition in
+    offset order (streamed: a million records do not have to fit in memory at once)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    try:
+        for partition in range(partitions):
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                yield [
+                    Record(partition, m.offset, m.value, tuple(m.headers or ())) for m in batch.get(tp, [])
+                ]
+    finally:
+        await consumer.stop()

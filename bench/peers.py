@@ -1,0 +1,125 @@
+"""Running the peer contenders (b)–(e) as processes and turning their reports into rows."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import procs
+from bench.reference import WindowKey, check_peer
+from bench.run import Loaded, Row, Run, apply_check, rate
+
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    module: str
+    #: Ceilings compute nothing: no results to check, their speed is a bound, not a score.
+    ceiling: bool
+
+
+PEERS = {
+    p.name: p
+    for p in (
+        Peer("naive-faust", "bench.contenders.naive_faust", ceiling=False),
+        Peer("quix", "bench.contenders.quix", ceiling=False),
+        Peer("bare-faust", "bench.contenders.bare_faust", ceiling=True),
+        Peer("bare-aiokafka", "bench.contenders.bare_aiokafka", ceiling=True),
+    )
+}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = orjson.loads(path.read_bytes())
+        return data
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def _read_windows(path: Path) -> dict[WindowKey, tuple[int, float, float, float]]:
+    out: dict[WindowKey, tuple[int, float, float, float]] = {}
+    with path.open() as fh:
+        for line in fh:
+            size, region, start, count, revenue, fare_min, fare_max = line.split()
+            out[(size, int(region), int(start))] = (
+                int(count),
+                float(revenue),
+                float(fare_min),
+                float(fare_max),
+            )
+    return out
+
+
+def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
+    group = f"{run.run_id}-{peer.name}-{w.name}"
+    report_path = run.work_dir / f"{group}.json"
+    args = [
+        sys.executable,
+        "-m",
+        peer.module,
+        "--bootstrap",
+        run.bootstrap,
+        "--topic",
+        w.topic,
+        "--group",
+        group,
+        "--partitions",
+        str(run.partitions),
+        "--records",
+        str(w.records),
+        "--windows",
+        str(len(w.ref.windows)),
+        "--data-dir",
+        str(run.work_dir / f"data-{group}"),
+        "--report",
+        str(report_path),
+    ]
+    row = Row(peer.name, w.name, w.events, windows_expected=None if peer.ceiling else len(w.ref.windows))
+    started = time.monotonic()
+    proc = procs.start(args, run.env(), run.work_dir / f"{group}.log")
+    report: dict[str, Any] | None = None
+    try:
+        with procs.RssSampler([proc.pid]) as rss:
+            while time.monotonic() - started < run.timeout_s and proc.alive():
+                report = _read_json(report_path)
+                if report and report["done"]:
+                    break
+                time.sleep(POLL_S)
+            report = _read_json(report_path)
+            timed_out = proc.alive() and not (report and report["done"])
+    finally:
+        procs.stop_all([proc])
+    last_ms = report.get("last_ms") if report else None
+    row.peak_rss_mb = rss.peak_mb(last_ms / 1000 + 1 if last_ms else None)
+    row.processed = report.get("records") if report else 0
+    if not report or not report["done"]:
+        return _unfinished(row, report, timed_out, proc.output(), run.timeout_s)
+    row.seconds = round((report["last_ms"] - report["first_ms"]) / 1000, 2)
+    speed = rate(w.records if peer.ceiling else w.events, report["first_ms"], report["last_ms"])
+    if peer.ceiling:
+        row.status, row.events_per_s = "ceiling, computes nothing", speed
+        return row
+    check = check_peer(w.ref, _read_windows(Path(report_path).with_suffix(".windows")))
+    return apply_check(row, check, speed)
+
+
+def _unfinished(
+    row: Row, report: dict[str, Any] | None, timed_out: bool, output: str, timeout_s: float
+) -> Row:
+    if timed_out:
+        row.status = f"timeout after {timeout_s:.0f}s"
+        if report and report.get("first_ms") and report.get("last_ms"):
+            partial = rate(report["records"], report["first_ms"], report["last_ms"])
+            row.note = f"processed {report['records']:,} records ({partial} records/s until then)"
+    else:
+        row.status = "failed"
+        row.note = output.strip().splitlines()[-1][:200] if output.strip() else "exited without a report"
+    return row
