@@ -17,8 +17,9 @@ REGIONS = "max by (region_id, region_name, borough) (streampulse_region_info)"
 TOP = 10
 
 
-def _by_borough(counter: str) -> str:
-    return f"sum by (borough) (rate({counter}[{RATE}]) * on (region_id) group_left (borough) {REGIONS}) * 60"
+def _by_borough(counter: str, *, per_minute: bool = True) -> str:
+    per_second = f"sum by (borough) (rate({counter}[{RATE}]) * on (region_id) group_left (borough) {REGIONS})"
+    return f"{per_second} * 60" if per_minute else per_second
 
 
 def _top_regions(counter: str, window: str, per_minute: bool) -> str:
@@ -89,7 +90,13 @@ def build() -> Dashboard:
             timeseries(
                 "Average fare by borough",
                 "Revenue over trips in each borough.",
-                [Query(f"{_by_borough(revenue)} / {_by_borough(trips)}", "{{borough}}")],
+                # Per second on both sides: `a * 60 / b * 60` would be (a * 60 / b) * 60, 3600 times the fare.
+                [
+                    Query(
+                        f"{_by_borough(revenue, per_minute=False)} / {_by_borough(trips, per_minute=False)}",
+                        "{{borough}}",
+                    )
+                ],
                 unit="currencyUSD",
                 width=8,
             ),
