@@ -74,12 +74,12 @@ def shifted(event: TripEvent, loop: int, shift_ms: int) -> TripEvent | Rejection
 
 
 def prepare_records(
-    payloads: list[Payload], schema: Schema, tz: tzinfo | None, typed: bool, loop: int, shift_ms: int
+    payloads: list[Payload], schema: Schema, tz: tzinfo | None, loop: int, shift_ms: int
 ) -> Prepared:
     """Validate and serialise a chunk of records (loop > 0: rejections already reported in loop 0)."""
     out = Prepared()
     for index, payload in enumerate(payloads):
-        event = to_event(payload, schema, tz, typed=typed)
+        event = to_event(payload, schema, tz)
         if isinstance(event, Rejection):
             out.problems.append((index, len(out.values), event, loop > 0))
             continue

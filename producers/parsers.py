@@ -10,8 +10,7 @@ model reads, and reports rows it cannot even split into fields (``malformed_row`
 from __future__ import annotations
 
 import csv
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import tzinfo
 from enum import StrEnum
@@ -28,7 +27,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 #: Rejected rows keep at most this much of their raw text: enough to find and fix the row,
 #: bounded so that a file of huge garbage cannot blow up the rejects file.
 RAW_LIMIT = 8192
-_NUMBER_RE = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 class Format(StrEnum):
@@ -215,19 +213,11 @@ def raw_text(raw: object, limit: int = RAW_LIMIT) -> tuple[str, bool]:
     return (text, False) if len(text) <= limit else (text[:limit], True)
 
 
-def _canonical_fields(record: Mapping[str, Any], tz: tzinfo | None, typed: bool) -> Mapping[str, Any]:
-    """Reads a canonical record's event_time the way its source means it.
-
-    CSV has no numbers, so a numeric event_time there is epoch seconds as the contract says (the
-    model would otherwise guess seconds or milliseconds from a string). A naive ISO time is local
-    time in ``--source-tz``; when the text is no ISO time it is left for the model to reject.
-    """
+def _localized(record: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
+    """A naive ISO event_time is local time in ``--source-tz``; anything else (numbers and numeric
+    text are epoch seconds, garbage is invalid) is left to the model."""
     when = record.get("event_time")
-    if not isinstance(when, str):
-        return record
-    if not typed and _NUMBER_RE.match(when):
-        return {**record, "event_time": float(when)}
-    if tz is None:
+    if not isinstance(when, str) or _is_number(when):
         return record
     try:
         return {**record, "event_time": parse_local(when, tz)}
@@ -235,16 +225,22 @@ def _canonical_fields(record: Mapping[str, Any], tz: tzinfo | None, typed: bool)
         return record
 
 
-def to_event(
-    payload: Payload, schema: Schema, tz: tzinfo | None, *, typed: bool = True
-) -> TripEvent | Rejection:
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def to_event(payload: Payload, schema: Schema, tz: tzinfo | None) -> TripEvent | Rejection:
     """Validate one record's payload as an event through the shared model.
 
-    ``tz`` is ``--source-tz`` (None: UTC); ``typed`` is False for CSV, whose fields are all text.
+    ``tz`` is ``--source-tz`` (None: UTC, which the model assumes anyway).
     """
     if isinstance(payload, Rejection):
         return payload
-    if schema is Schema.CANONICAL and typed and tz is None:
+    if schema is Schema.CANONICAL and tz is None:
         return parse_event(payload)
     record: object = payload
     if isinstance(payload, bytes):
@@ -257,4 +253,4 @@ def to_event(
     if schema is Schema.TLC:
         fields = tlc_fields(record, tz)
         return fields if isinstance(fields, Rejection) else parse_event(fields)
-    return parse_event(dict(_canonical_fields(record, tz, typed)))
+    return parse_event(_localized(record, tz) if tz is not None else record)

@@ -209,7 +209,7 @@ class Replay:
     def _file_job(
         source: Source, tz: tzinfo | None, chunk: list[Record], loop: int, shift_ms: int
     ) -> Job[Any]:
-        args = ([r.payload for r in chunk], source.schema, tz, source.typed, loop, shift_ms)
+        args = ([r.payload for r in chunk], source.schema, tz, loop, shift_ms)
         return prepare_records, args, (source.label, chunk)
 
     def _batch(self, result: Any, context: Any) -> Batch:

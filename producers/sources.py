@@ -57,11 +57,6 @@ class Source:
         """How rejects and messages name the source."""
         return "<stdin>" if self.path is None else self.name
 
-    @property
-    def typed(self) -> bool:
-        """JSON carries numbers; CSV only text."""
-        return self.format is not Format.CSV
-
     def records(self) -> Iterator[Record]:
         """The records, in file order. A file is read afresh on each call; stdin only once."""
         if self._document is not None:

@@ -35,7 +35,7 @@ def lines(text: str | bytes) -> list[bytes]:
 
 
 def csv_events(text: str | bytes) -> list[tuple[Record, TripEvent | Rejection]]:
-    return [(r, to_event(r.payload, Schema.CANONICAL, None, typed=False)) for r in csv_records(lines(text))]
+    return [(r, to_event(r.payload, Schema.CANONICAL, None)) for r in csv_records(lines(text))]
 
 
 def reason(result: TripEvent | Rejection) -> str:
@@ -270,6 +270,8 @@ def test_naive_canonical_times_follow_the_source_zone() -> None:
     assert aware.event_time == utc.event_time == datetime(2025, 8, 15, 12, 0, 1, tzinfo=UTC)
     garbage = to_event(orjson.dumps({**EVENT, "event_time": "soon"}), Schema.CANONICAL, paris)
     assert reason(garbage) == "invalid:event_time"
+    epoch = to_event({**EVENT, "event_time": "20250815"}, Schema.CANONICAL, paris)
+    assert isinstance(epoch, TripEvent) and epoch.event_time_ms == 20_250_815_000
 
 
 def test_raw_text_of_each_kind_of_raw() -> None:

@@ -26,7 +26,7 @@ def test_records_become_parallel_lists_and_positioned_problems() -> None:
         Rejection("malformed_row", "3 fields where the header has 6"),
         {**EVENT, "trip_id": "b", "region_id": 4},
     ]
-    out = prepare_records(payloads, Schema.CANONICAL, None, True, 0, 0)
+    out = prepare_records(payloads, Schema.CANONICAL, None, 0, 0)
     assert out.region_ids == [3, 4]
     assert out.times_ms == [1_755_252_001_000] * 2
     assert [orjson.loads(v)["trip_id"] for v in out.values] == ["a", "b"]
@@ -38,7 +38,7 @@ def test_records_become_parallel_lists_and_positioned_problems() -> None:
 
 def test_later_loops_shift_suffix_and_do_not_report_rows_again() -> None:
     payloads: list[bytes | dict[str, object] | Rejection] = [orjson.dumps(EVENT), b"{nope"]
-    out = prepare_records(payloads, Schema.CANONICAL, None, True, 2, 60_000)
+    out = prepare_records(payloads, Schema.CANONICAL, None, 2, 60_000)
     assert orjson.loads(out.values[0]) == {
         **EVENT,
         "trip_id": "a~2",
@@ -54,7 +54,7 @@ def test_a_loop_suffix_that_makes_the_id_too_long_is_a_new_rejection() -> None:
     event = parse_event({**EVENT, "trip_id": "x" * 127})
     assert isinstance(event, TripEvent)
     assert isinstance(shifted(event, 1, 0), Rejection)
-    out = prepare_records([{**EVENT, "trip_id": "x" * 127}], Schema.CANONICAL, None, True, 1, 0)
+    out = prepare_records([{**EVENT, "trip_id": "x" * 127}], Schema.CANONICAL, None, 1, 0)
     assert out.values == [] and [(r.reason, repeat) for _, _, r, repeat in out.problems] == [
         ("invalid:trip_id", False)
     ]

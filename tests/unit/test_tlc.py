@@ -29,14 +29,14 @@ ROW: dict[str, Any] = {
 }
 
 
-def event(record: dict[str, Any], tz: ZoneInfo | None = NY, typed: bool = False) -> TripEvent:
-    result = to_event(record, Schema.TLC, tz, typed=typed)
+def event(record: dict[str, Any], tz: ZoneInfo | None = NY) -> TripEvent:
+    result = to_event(record, Schema.TLC, tz)
     assert isinstance(result, TripEvent), result
     return result
 
 
 def rejection(record: dict[str, Any], tz: ZoneInfo | None = NY) -> Rejection:
-    result = to_event(record, Schema.TLC, tz, typed=False)
+    result = to_event(record, Schema.TLC, tz)
     assert isinstance(result, Rejection), result
     return result
 
@@ -63,7 +63,7 @@ def test_a_green_row_maps_the_same_way() -> None:
 
 def test_json_records_with_numbers_map_too() -> None:
     record = {**ROW, "PULocationID": 141, "fare_amount": 7.0, "trip_distance": 1.6}
-    assert event(record, typed=True).region_id == 141
+    assert event(record).region_id == 141
 
 
 def test_trip_ids_are_stable_and_depend_on_the_content() -> None:
@@ -182,7 +182,7 @@ def test_the_bundled_sample_maps_without_structural_errors() -> None:
     with SAMPLE.open("rb") as fh:
         records = list(csv_records(fh))
     assert len(records) == 6500
-    results = [to_event(r.payload, Schema.TLC, NY, typed=False) for r in records]
+    results = [to_event(r.payload, Schema.TLC, NY) for r in records]
     reasons = {r.reason for r in results if isinstance(r, Rejection)}
     assert reasons <= {"invalid:fare", "invalid:duration", "invalid:distance"}
     events = [r for r in results if isinstance(r, TripEvent)]
