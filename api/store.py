@@ -24,6 +24,12 @@ _DROP_IF_EXPIRED_LUA = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 0
 """
+#: The newest start in a history index and one window hash, in one command (KEYS: index, window hash).
+_NEWEST_AND_WINDOW_LUA = """
+local newest = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+local row = redis.call('HMGET', KEYS[2], 'final', 'data')
+return {newest or false, row[1], row[2]}
+"""
 #: Index entries read per round trip once expired entries show up (the first read takes one).
 _SCAN_BATCH = 64
 
@@ -46,6 +52,7 @@ class WindowStore:
         self.redis = redis
         self.keys = keys
         self._drop_if_expired = redis.register_script(_DROP_IF_EXPIRED_LUA)
+        self._newest_and_window = redis.register_script(_NEWEST_AND_WINDOW_LUA)
         self._latest_seen: dict[tuple[str, int], int] = {}
 
     async def last_final_ms(self) -> int | None:
@@ -68,27 +75,22 @@ class WindowStore:
     async def latest_final(self, size: WindowSize, region_id: int) -> Record | None:
         """The region's newest final window whose hash still exists.
 
-        One round trip in the common case: the newest start this process saw for the region is
-        read speculatively in the same pipeline as the index, and used only if the index still
-        names it. A new final window (once per window length) or an expired one costs a second.
+        One command in the common case: a script reads the index's newest start together with the
+        hash of the start this process saw last for the region, which is used only if the index
+        still names it (atomically, so no write can slip in between). A new final window (once
+        per window length) or an expired one costs a second round trip.
         """
         guess = self._latest_seen.get((size.name, region_id))
         if guess is not None:
             with redis_call("latest"):
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.zrange(
-                    self.keys.history(size.name, region_id),
-                    "+inf",
-                    "-inf",
-                    desc=True,
-                    byscore=True,
-                    offset=0,
-                    num=1,
+                newest, final, data = await self._newest_and_window(
+                    keys=[
+                        self.keys.history(size.name, region_id),
+                        self.keys.window(size.name, region_id, guess),
+                    ]
                 )
-                pipe.hmget(self.keys.window(size.name, region_id, guess), "final", "data")
-                newest, (final, data) = await pipe.execute()
             record = _record(final, data)
-            if record is not None and _ints(newest) == [guess]:
+            if record is not None and newest is not None and int(newest) == guess:
                 return record
         page = await self._scan(size, region_id, "-inf", "+inf", limit=1, descending=True, probe_more=False)
         if not page.items:
