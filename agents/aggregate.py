@@ -174,9 +174,10 @@ async def _apply_record(
     return True
 
 
-async def _process_partition(partition: int, events: Sequence[EventT]) -> None:
+async def _process_partition(partition: int, events: Sequence[EventT], sends: list[Any]) -> set[Slot]:
+    """Apply a partition's records and write its state; returns the final slots to delete once
+    ``sends`` (results, late, dead letters) are acknowledged by the broker."""
     state = _partition_state(partition)
-    sends: list[Any] = []
     now = time.time()
     _last_seen[partition] = now
     _idle_sent.discard(partition)
@@ -227,12 +228,9 @@ async def _process_partition(partition: int, events: Sequence[EventT]) -> None:
                 )
             )
             metrics.WINDOWS_FINALIZED.labels(SIZE_NAMES[key[0]]).inc()
-    if sends:
-        await asyncio.gather(*sends)
-    for slot in {(key[0], key[2]) for key, _ in final}:
-        del state_table[slot_table_key(partition, slot)]
     _observe_partition(partition, state)
     faust_streams._current_event.set(None)
+    return {(key[0], key[2]) for key, _ in final}
 
 
 def _observe_partition(partition: int, state: PartitionState) -> None:
@@ -281,8 +279,19 @@ async def aggregate_trips(stream: Any) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
+        sends: list[Any] = []
+        finished: dict[int, set[Slot]] = {}
         for partition, part_events in by_partition.items():
-            await _process_partition(partition, part_events)
+            finished[partition] = await _process_partition(partition, part_events, sends)
+        # One wait for the broker's acks per batch (not per partition), then the tombstones.
+        if sends:
+            await asyncio.gather(*sends)
+        for partition, slots in finished.items():
+            if slots:
+                faust_streams._current_event.set(weakref.ref(by_partition[partition][-1]))
+                for slot in slots:
+                    del state_table[slot_table_key(partition, slot)]
+        faust_streams._current_event.set(None)
 
 
 @app.timer(5.0)
