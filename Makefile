@@ -46,7 +46,7 @@ dashboards: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app agents tables api producers
+	$(BIN)/mypy app agents tables api producers tests scripts bench
 
 bench:
 	@STREAMPULSE_EXTRAS=test,bench scripts/setup.sh && scripts/stack.sh up && $(BIN)/python -m bench

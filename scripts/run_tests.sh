@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export STREAMPULSE_REQUIRE_INTEGRATION=1
 .venv/bin/ruff check .
-.venv/bin/mypy app agents tables api producers
+.venv/bin/mypy app agents tables api producers tests scripts bench
 exec .venv/bin/pytest "$@"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis import Redis
 
@@ -211,17 +212,18 @@ def assert_window_matches(
     durs = [e["dur"] for e in evs]
     dists = [e["dist"] for e in evs]
     n = len(evs)
-    approx = {"rel": 1e-9, "abs": 2e-6}
-    import pytest
+
+    def approx(value: float) -> object:
+        return pytest.approx(value, rel=1e-9, abs=2e-6)
 
     assert got["final"] is True, key
     assert got["trip_count"] == n, key
-    assert got["revenue"] == pytest.approx(sum(fares), **approx), key
-    assert got["avg_fare"] == pytest.approx(sum(fares) / n, **approx), key
+    assert got["revenue"] == approx(sum(fares)), key
+    assert got["avg_fare"] == approx(sum(fares) / n), key
     assert got["min_fare"] == min(fares) and got["max_fare"] == max(fares), key
-    assert got["avg_duration"] == pytest.approx(sum(durs) / n, **approx), key
-    assert got["total_distance"] == pytest.approx(sum(dists), **approx), key
-    assert got["avg_distance"] == pytest.approx(sum(dists) / n, **approx), key
+    assert got["avg_duration"] == approx(sum(durs) / n), key
+    assert got["total_distance"] == approx(sum(dists)), key
+    assert got["avg_distance"] == approx(sum(dists) / n), key
     for q, field_name in ((0.5, "p50_duration"), (0.95, "p95_duration")):
         exact = exact_rank_value(durs, q)
         assert got[field_name] == pytest.approx(exact, rel=0.0101, abs=1e-9), (key, field_name)

@@ -138,6 +138,7 @@ def test_final_windows_equal_an_independent_computation(
         )
 
     dead = wait_for(dlq, 60, interval=1, what="dead-letter records")
+    assert dead is not None
     assert sorted(d["value"] for d in dead) == sorted(garbage)
     assert all(d["streampulse-error-reason"] for d in dead)
     assert workers[0].alive()
