@@ -26,7 +26,7 @@ from producers.exceptions import KafkaUnreachable, StrictReject, UsageProblem
 from producers.kafka_out import EventSink
 from producers.localtime import zone
 from producers.pacing import Pacer
-from producers.parsers import Record, Schema, raw_text
+from producers.parsers import Format, Record, Schema, raw_text
 from producers.progress import Progress
 from producers.sources import STDIN, Source, open_source
 from producers.stage import Job, Stage
@@ -46,7 +46,7 @@ SYNTHETIC_SOURCE = "synthetic"
 class ReplayOptions:
     files: tuple[str, ...] = ()
     synthetic: SyntheticSpec | None = None
-    format: Any = None
+    format: Format | None = None
     schema: Schema | None = None
     source_tz: str | None = None
     topic: str = "events"
