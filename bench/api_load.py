@@ -199,6 +199,8 @@ def summarize(result: Result, rate: float, duration_s: float, command: str) -> d
         "p999_ms": round(percentile(lat, 0.999) * ms, 3),
         "max_ms": round(lat[-1] * ms, 3) if lat else None,
         "mean_ms": round(statistics.fmean(lat) * ms, 3) if lat else None,
+        "cpus": os.cpu_count(),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
     }
 
 
@@ -221,6 +223,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print only the JSON summary")
     args = parser.parse_args()
     command = " ".join(["python -m bench.api_load", *sys.argv[1:]])
+    load_before = round(os.getloadavg()[0], 2)
     paths = [f"/metrics/region/{r}?window=1m" for r in range(1, args.regions + 1)]
 
     app_id = f"bench-api-{uuid.uuid4().hex[:8]}"
@@ -242,6 +245,7 @@ def main() -> int:
             proc.wait(10)
             asyncio.run(delete_keys(args.redis_url, app_id))
     summary = summarize(result, args.rate, args.duration, command)
+    summary["load_average_1m_before"] = load_before
     if args.json:
         print(json.dumps(summary))
     else:
