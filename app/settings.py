@@ -26,6 +26,11 @@ DEFAULT_APP_ID = "streampulse"
 _DEFAULT_RETENTION_S = {60_000: 2 * 86_400, 300_000: 7 * 86_400, 900_000: 30 * 86_400}
 _LONG_RETENTION_S = 90 * 86_400
 
+#: Topic config of the events topic, wherever it is created (worker, replayer, bench). Its record
+#: timestamps are event times, possibly years old in a replay; time-based retention would delete
+#: such records on arrival, so the topic is bounded by size only (1 GiB per partition).
+EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
+
 _APP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOSTPORT_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")

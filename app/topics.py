@@ -5,10 +5,7 @@ from __future__ import annotations
 from faust.types import TopicT
 
 from app.main import app, settings
-
-#: The events topic's record timestamps are event times, which may be years old in a replay;
-#: time-based retention would delete such records on arrival, so it is bounded by size only.
-EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
+from app.settings import EVENTS_TOPIC_CONFIG
 
 
 def _topic(name: str, config: dict[str, str] | None = None) -> TopicT:

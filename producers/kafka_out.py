@@ -21,11 +21,9 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.control import END_OF_STREAM, encode_control
+from app.settings import EVENTS_TOPIC_CONFIG
 from producers.exceptions import KafkaUnreachable
 
-#: Record timestamps are event times, possibly years old; time-based retention would delete a
-#: replay on arrival, so the events topic is bounded by size only (as the worker declares it).
-EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
 CONNECT_TIMEOUT_S = 10.0
 #: Under pacing, batches still filling are handed over at most this often: flushing on every
 #: pacing sleep makes batches of a few events, each waiting for the last one's acknowledgement.

@@ -257,11 +257,18 @@ def wait_final_windows(
 ) -> dict[tuple[str, int, int], dict[str, Any]]:
     """Poll Redis until the expected number of final windows is there (and stays there)."""
 
+    seen = 0
+
     def enough() -> dict[tuple[str, int, int], dict[str, Any]] | None:
+        nonlocal seen
         got = redis_final_windows(redis_url, app_id)
+        seen = len(got)
         return got if len(got) >= expected else None
 
-    got = wait_for(enough, timeout, interval=0.5, what=f"{expected} final windows in Redis")
+    try:
+        got = wait_for(enough, timeout, interval=0.5, what=f"{expected} final windows in Redis")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {seen} final windows were there") from None
     assert got is not None
     return got
 

@@ -169,7 +169,7 @@ def test_sigkill_at_several_points_gives_the_same_windows(
     finally:
         feeder.stop()
     ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
-    got = wait_final_windows(stack.redis_url, app_id, len(ref.windows), timeout=180)
+    got = wait_final_windows(stack.redis_url, app_id, len(ref.windows), timeout=300)
     assert_matches_reference(got, ref)
 
 
