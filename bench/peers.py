@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ from typing import Any
 import orjson
 
 from bench import procs
-from bench.reference import WindowKey, check_peer
+from bench.reference import PeerRow, WindowKey, check_peer
 from bench.run import Loaded, Row, Run, apply_check, rate
+from tests.integration.stack import Proc
 
 POLL_S = 0.5
+STALL_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -44,18 +47,34 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _read_windows(path: Path) -> dict[WindowKey, tuple[int, float, float, float]]:
-    out: dict[WindowKey, tuple[int, float, float, float]] = {}
+def _read_windows(path: Path) -> Iterator[tuple[WindowKey, PeerRow]]:
+    if not path.exists():  # a contender that made no window writes no file
+        return
     with path.open() as fh:
         for line in fh:
             size, region, start, count, revenue, fare_min, fare_max = line.split()
-            out[(size, int(region), int(start))] = (
-                int(count),
-                float(revenue),
-                float(fare_min),
-                float(fare_max),
+            yield (
+                (size, int(region), int(start)),
+                (int(count), float(revenue), float(fare_min), float(fare_max)),
             )
-    return out
+
+
+def _follow(run: Run, proc: Proc, report_path: Path, w: Loaded) -> tuple[dict[str, Any] | None, bool]:
+    """Wait for the contender's final report; ``settled`` when it consumed every record but its
+    report stopped moving short of done (a peer missing windows waits for them forever)."""
+    started = last_change = time.monotonic()
+    report: dict[str, Any] | None = None
+    seen: dict[str, Any] | None = None
+    while time.monotonic() - started < run.timeout_s and proc.alive():
+        report = _read_json(report_path)
+        if report and report["done"]:
+            return report, False
+        if report != seen:
+            seen, last_change = report, time.monotonic()
+        elif report and report["records"] >= w.records and time.monotonic() - last_change > STALL_S:
+            return report, True
+        time.sleep(POLL_S)
+    return _read_json(report_path), False
 
 
 def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
@@ -83,26 +102,20 @@ def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
         str(report_path),
     ]
     row = Row(peer.name, w.name, w.events, windows_expected=None if peer.ceiling else len(w.ref.windows))
-    started = time.monotonic()
     proc = procs.start(args, run.env(), run.work_dir / f"{group}.log")
-    report: dict[str, Any] | None = None
     try:
         with procs.RssSampler([proc.pid]) as rss:
-            while time.monotonic() - started < run.timeout_s and proc.alive():
-                report = _read_json(report_path)
-                if report and report["done"]:
-                    break
-                time.sleep(POLL_S)
-            report = _read_json(report_path)
-            timed_out = proc.alive() and not (report and report["done"])
+            report, settled = _follow(run, proc, report_path, w)
+            timed_out = proc.alive() and not settled and not (report and report["done"])
     finally:
         procs.stop_all([proc])
     last_ms = report.get("last_ms") if report else None
     row.peak_rss_mb = rss.peak_mb(last_ms / 1000 + 1 if last_ms else None)
     row.processed = report.get("records") if report else 0
-    if not report or not report["done"]:
+    if not report or not (report["done"] or settled) or report["first_ms"] is None:
         return _unfinished(row, report, timed_out, proc.output(), run.timeout_s)
-    row.seconds = round((report["last_ms"] - report["first_ms"]) / 1000, 2)
+    if report["last_ms"] is not None:
+        row.seconds = round((report["last_ms"] - report["first_ms"]) / 1000, 2)
     speed = rate(w.records if peer.ceiling else w.events, report["first_ms"], report["last_ms"])
     if peer.ceiling:
         row.status, row.events_per_s = "ceiling, computes nothing", speed

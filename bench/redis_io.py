@@ -30,10 +30,9 @@ def _chunks(client: Redis, pattern: str) -> Iterator[list[bytes]]:
         yield chunk
 
 
-def final_windows(redis_url: str, app_id: str) -> dict[WindowKey, dict[str, Any]]:
-    """Every final window StreamPulse wrote for ``app_id``."""
+def final_windows(redis_url: str, app_id: str) -> Iterator[tuple[WindowKey, dict[str, Any]]]:
+    """Every final window StreamPulse wrote for ``app_id``, streamed."""
     client = Redis.from_url(redis_url)
-    out: dict[WindowKey, dict[str, Any]] = {}
     try:
         for chunk in _chunks(client, RedisKeys(app_id).prefix + "w:*"):
             pipe = client.pipeline(transaction=False)
@@ -42,8 +41,7 @@ def final_windows(redis_url: str, app_id: str) -> dict[WindowKey, dict[str, Any]
             for final, data in pipe.execute():
                 if final == b"1" and data:
                     win = orjson.loads(data)
-                    out[(win["window"], win["region_id"], win["window_start_ms"])] = win
-        return out
+                    yield (win["window"], win["region_id"], win["window_start_ms"]), win
     finally:
         client.close()
 

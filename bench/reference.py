@@ -10,10 +10,10 @@ they are compared on those; StreamPulse is compared on every field it publishes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -27,6 +27,8 @@ REL_TOL, ABS_TOL = 1e-9, 2e-6
 QUANTILE_REL_TOL = 0.0101
 
 WindowKey = tuple[str, int, int]  # (size name, region id, window start ms)
+PeerRow = tuple[int, float, float, float]  # count, revenue, min fare, max fare
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -124,7 +126,7 @@ class Check:
     """Outcome of comparing a contender's windows with the reference."""
 
     expected: int
-    got: int
+    got: int = 0
     missing: int = 0
     unexpected: int = 0
     wrong: int = 0
@@ -134,8 +136,7 @@ class Check:
     def correct(self) -> bool:
         return self.got == self.expected and not (self.missing or self.unexpected or self.wrong)
 
-    def note(self, text: str) -> None:
-        self.wrong += 1
+    def example(self, text: str) -> None:
         if len(self.examples) < 5:
             self.examples.append(text)
 
@@ -153,65 +154,68 @@ def _ms(text: Any) -> int | None:
     return round(datetime.fromisoformat(text).timestamp() * 1000) if isinstance(text, str) else None
 
 
-def check_streampulse(ref: Reference, got: Mapping[WindowKey, Mapping[str, Any]]) -> Check:
-    """Every field of every final window, as the integration tests check it."""
-    check = _check_keys(ref, got.keys())
-    for key, fold in ref.windows.items():
-        win = got.get(key)
-        if win is None:
+def _check(ref: Reference, got: Iterable[tuple[WindowKey, T]], compare: Callable[[Fold, T], str]) -> Check:
+    """Compare windows as they stream in (the backfill has millions: only their keys are kept)."""
+    check = Check(expected=len(ref.windows))
+    seen: set[WindowKey] = set()
+    for key, value in got:
+        check.got += 1
+        fold = ref.windows.get(key)
+        if fold is None or key in seen:
+            check.unexpected += 1
+            check.example(f"unexpected {key}")
             continue
-        n = fold.count
-        expected = {
-            "trip_count": n,
-            "revenue": fold.revenue,
-            "avg_fare": fold.revenue / n,
-            "min_fare": fold.fare_min,
-            "max_fare": fold.fare_max,
-            "avg_duration": fold.duration_sum / n,
-            "total_distance": fold.distance_sum,
-            "avg_distance": fold.distance_sum / n,
-        }
-        bad = [name for name, value in expected.items() if not _close(win.get(name), value)]
-        for name, q in (("p50_duration", 0.5), ("p95_duration", 0.95)):
-            exact = _exact_rank(fold.durations, q)
-            value = win.get(name)
-            if not isinstance(value, int | float) or not math.isclose(value, exact, rel_tol=QUANTILE_REL_TOL):
-                bad.append(name)
-        if (
-            _ms(win.get("first_event_time")) != fold.first_ms
-            or _ms(win.get("last_event_time")) != fold.last_ms
-        ):
-            bad.append("first/last_event_time")
-        if win.get("final") is not True:
-            bad.append("final")
-        if bad:
-            check.note(f"{key}: {', '.join(bad)}")
-    return check
-
-
-def check_peer(ref: Reference, got: Mapping[WindowKey, tuple[int, float, float, float]]) -> Check:
-    """``(count, revenue, min fare, max fare)`` per window: what the peers' pipelines compute."""
-    check = _check_keys(ref, got.keys())
-    for key, fold in ref.windows.items():
-        row = got.get(key)
-        if row is None:
-            continue
-        count, revenue, fare_min, fare_max = row
-        if count != fold.count or not _close(revenue, fold.revenue):
-            check.note(f"{key}: count {count} (expected {fold.count}), revenue {revenue} ({fold.revenue})")
-        elif fare_min != fold.fare_min or fare_max != fold.fare_max:
-            check.note(f"{key}: min/max fare {fare_min}/{fare_max} ({fold.fare_min}/{fold.fare_max})")
-    return check
-
-
-def _check_keys(ref: Reference, got: Iterable[WindowKey]) -> Check:
-    got_keys = set(got)
-    check = Check(expected=len(ref.windows), got=len(got_keys))
-    missing = ref.windows.keys() - got_keys
-    unexpected = got_keys - ref.windows.keys()
-    check.missing, check.unexpected = len(missing), len(unexpected)
+        seen.add(key)
+        problem = compare(fold, value)
+        if problem:
+            check.wrong += 1
+            check.example(f"{key}: {problem}")
+    missing = ref.windows.keys() - seen
+    check.missing = len(missing)
     for key in sorted(missing)[:3]:
-        check.examples.append(f"missing {key}")
-    for key in sorted(unexpected)[:2]:
-        check.examples.append(f"unexpected {key}")
+        check.example(f"missing {key}")
     return check
+
+
+def _compare_streampulse(fold: Fold, win: Mapping[str, Any]) -> str:
+    n = fold.count
+    expected = {
+        "trip_count": n,
+        "revenue": fold.revenue,
+        "avg_fare": fold.revenue / n,
+        "min_fare": fold.fare_min,
+        "max_fare": fold.fare_max,
+        "avg_duration": fold.duration_sum / n,
+        "total_distance": fold.distance_sum,
+        "avg_distance": fold.distance_sum / n,
+    }
+    bad = [name for name, value in expected.items() if not _close(win.get(name), value)]
+    for name, q in (("p50_duration", 0.5), ("p95_duration", 0.95)):
+        exact = _exact_rank(fold.durations, q)
+        value = win.get(name)
+        if not isinstance(value, int | float) or not math.isclose(value, exact, rel_tol=QUANTILE_REL_TOL):
+            bad.append(name)
+    if _ms(win.get("first_event_time")) != fold.first_ms or _ms(win.get("last_event_time")) != fold.last_ms:
+        bad.append("first/last_event_time")
+    if win.get("final") is not True:
+        bad.append("final")
+    return ", ".join(bad)
+
+
+def _compare_peer(fold: Fold, row: PeerRow) -> str:
+    count, revenue, fare_min, fare_max = row
+    if count != fold.count or not _close(revenue, fold.revenue):
+        return f"count {count} (expected {fold.count}), revenue {revenue} ({fold.revenue})"
+    if fare_min != fold.fare_min or fare_max != fold.fare_max:
+        return f"min/max fare {fare_min}/{fare_max} ({fold.fare_min}/{fold.fare_max})"
+    return ""
+
+
+def check_streampulse(ref: Reference, got: Iterable[tuple[WindowKey, Mapping[str, Any]]]) -> Check:
+    """Every field of every final window, as the integration tests check it."""
+    return _check(ref, got, _compare_streampulse)
+
+
+def check_peer(ref: Reference, got: Iterable[tuple[WindowKey, PeerRow]]) -> Check:
+    """``(count, revenue, min fare, max fare)`` per window: what the peers' pipelines compute."""
+    return _check(ref, got, _compare_peer)

@@ -35,8 +35,7 @@ async def consume() -> None:
                         report.events += 1
             if batch:
                 report.result_made()
-            report.tick()
-        report.write(done=True)
+        report.finish()
     finally:
         await consumer.stop()
 

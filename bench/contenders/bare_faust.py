@@ -20,8 +20,7 @@ async def iterate(stream: Any) -> None:
         report.consumed()
         if report.records >= args.records:
             report.result_made()
-            report.write(done=True)
-        report.tick()
+            report.finish()
 
 
 if __name__ == "__main__":

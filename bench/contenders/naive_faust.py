@@ -61,8 +61,7 @@ async def aggregate(stream: Any) -> None:
         if report.records >= args.records:
             report.result_made()
             dump_windows()
-            report.write(done=True)
-        report.tick()
+            report.finish()
 
 
 if __name__ == "__main__":

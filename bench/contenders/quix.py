@@ -54,7 +54,6 @@ def main() -> None:
         if control_kind(headers) is not None:
             return CONTROL_VALUE
         report.events += 1
-        report.tick()
         return value
 
     sdf = sdf.apply(consumed, metadata=True)
@@ -66,9 +65,8 @@ def main() -> None:
             row = (window["count"], window["revenue"], window["fare_min"], window["fare_max"])
             report.window(size, int(key), window["start"], row)
             report.result_made()
-            report.tick()
             if report.windows >= args.windows:
-                report.write(done=True)
+                report.finish()
 
         return collect
 
