@@ -16,15 +16,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.control import END_OF_STREAM, encode_control
+from app.settings import EVENTS_TOPIC_CONFIG
 
-#: Record timestamps are event times (30 days old in the backfill): time-based retention would
-#: delete them on arrival, so the topic is bounded by size only, as app/topics.py declares it.
-EVENTS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": str(1 << 30)}
 BATCH_BYTES = 512 * 1024
 CONTROL_KEY = END_OF_STREAM.encode()
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """An events topic as the worker and the replayer declare it (size-bounded retention only:
+    record timestamps are event times, 30 days old in the backfill)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
