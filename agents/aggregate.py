@@ -69,17 +69,29 @@ live_dirty: dict[WindowKey, tuple[dict[str, Any], float]] = {}
 
 
 def _load_partition(partition: int) -> PartitionState:
-    """Rebuild a partition's state from the (recovered) table."""
+    """Rebuild a partition's state from the (recovered) table.
+
+    Reads that partition's RocksDB directly: ``Table.items()`` only visits partitions the assignor
+    lists as active at that instant, which during back-to-back rebalances can omit a partition
+    whose events are already being processed — the worker then started it from empty state.
+    """
+    store: Any = state_table.data  # faust.stores.rocksdb.Store (faust-streaming pinned)
+    db = store._db_for_partition(partition)
     windows: dict[WindowKey, TripAggregate] = {}
-    prefix = f"w|{partition}|"
-    for raw_key, value in state_table.items():
-        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-        if not key.startswith(prefix) or value is None:
+    progress_state = None
+    progress_key = progress_table_key(partition)
+    for raw_key, raw_value in store._visible_items(db):
+        key = store._decode_key(raw_key)
+        value = store._decode_value(raw_value)
+        if value is None:
+            continue
+        if key == progress_key:
+            progress_state = value
             continue
         parsed = parse_slot_table_key(key)
-        if parsed is not None and parsed[1][0] in SIZE_NAMES:
+        if parsed is not None and parsed[0] == partition and parsed[1][0] in SIZE_NAMES:
             windows.update(windows_from_slot_state(parsed[1], value))
-    progress = Progress.from_state(state_table.get(progress_table_key(partition)))
+    progress = Progress.from_state(progress_state)
     log.info(
         "partition %d: %d open windows recovered, progress offset %d",
         partition,
