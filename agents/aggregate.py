@@ -65,7 +65,9 @@ _states: dict[int, PartitionState] = {}
 _last_seen: dict[int, float] = {}
 _idle_sent: set[int] = set()
 #: Open windows changed since the last live mirror, with the oldest unmirrored record timestamp.
-live_dirty: dict[WindowKey, tuple[dict[str, Any], float]] = {}
+#: The aggregate itself is kept, not its record: the record is built only when the mirror runs
+#: (once a second), not for every window on every batch.
+live_dirty: dict[WindowKey, tuple[TripAggregate, float]] = {}
 
 
 def _load_partition(partition: int) -> PartitionState:
@@ -220,9 +222,8 @@ async def _process_partition(partition: int, events: Sequence[EventT], sends: li
     dirty_slots: set[Slot] = set()
     for key, agg in state.take_dirty():
         dirty_slots.add((key[0], key[2]))
-        record = window_record(key[1], SIZE_NAMES[key[0]], key[0], key[2], agg, final=False)
         prev = live_dirty.get(key)
-        live_dirty[key] = (record, prev[1] if prev else (newest_ts or now))
+        live_dirty[key] = (agg, prev[1] if prev else (newest_ts or now))
     for slot in dirty_slots:
         state_table[slot_table_key(partition, slot)] = slot_state(state.slot_windows(slot))
     state_table[progress_table_key(partition)] = state.progress.to_state()

@@ -17,12 +17,13 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agents.aggregate import CLOSED_AT_HEADER, live_dirty
+from agents.aggregate import CLOSED_AT_HEADER, SIZE_NAMES, live_dirty
 from agents.redis_writer import write_final, write_live
 from app import metrics
 from app.main import app, settings
 from app.redis_keys import RedisKeys
 from app.topics import results_topic
+from tables.results import window_record
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,11 @@ async def mirror_open_windows() -> None:
     live_dirty.clear()
     started = time.perf_counter()
     try:
-        await write_live(redis_client(), KEYS, [rec for rec, _ in batch.values()], RETENTION_S)
+        records = [
+            window_record(region, SIZE_NAMES[size_ms], size_ms, start, agg, final=False)
+            for (size_ms, region, start), (agg, _) in batch.items()
+        ]
+        await write_live(redis_client(), KEYS, records, RETENTION_S)
     except (RedisError, OSError) as exc:
         metrics.SINK_ERRORS.labels("live").inc()
         log.warning("live mirror of %d windows failed: %s", len(batch), exc)
