@@ -274,7 +274,7 @@ def test_every_alert_and_panel_query_evaluates_and_every_panel_has_data(
                 prometheus.samples('streampulse_api_requests_total{status="422"}')
                 and prometheus.value("sum(streampulse_events_invalid_total)") == dead_letters
             ),
-            30,
+            90,
             what="Prometheus to see the first API errors and dead letters",
         )
         wait_for(lambda: not replay.alive(), 60, what="the replay to finish")
