@@ -145,6 +145,12 @@ def _speed(rows: list[Row], name: str, workload: str) -> float | None:
     return next((r.events_per_s for r in rows if r.name == name and r.workload == workload), None)
 
 
+def _partial_speed(rows: list[Row], name: str, workload: str) -> float | None:
+    """Records/s of a contender that timed out, until it did."""
+    row = next((r for r in rows if r.name == name and r.workload == workload), None)
+    return None if row is None else row.details.get("partial_events_per_s")
+
+
 def _targets(rows: list[Row]) -> dict[str, Any]:
     """Issue 8's targets against what was measured (None where a figure is missing)."""
     out: dict[str, Any] = {}
@@ -153,10 +159,13 @@ def _targets(rows: list[Row]) -> dict[str, Any]:
         for peer, target in (("naive-faust", TARGET_VS_NAIVE), ("quix", TARGET_VS_QUIX)):
             other = _speed(rows, peer, workload)
             ratio = round(sp / other, 2) if sp and other else None
-            out[f"{workload}: ≥{target}x {peer}"] = {
-                "measured": ratio,
-                "met": None if ratio is None else ratio >= target,
-            }
+            result: dict[str, Any] = {"measured": ratio, "met": None if ratio is None else ratio >= target}
+            partial = _partial_speed(rows, peer, workload)
+            if ratio is None and sp and partial:
+                # The peer ran out of time: its rate over the records it got through stands in.
+                ratio = round(sp / partial, 2)
+                result = {"measured": ratio, "peer_timed_out": True, "met": ratio >= target}
+            out[f"{workload}: ≥{target}x {peer}"] = result
         out[f"{workload}: ≥{TARGET_PER_WORKER} events/s per worker"] = {
             "measured": sp,
             "met": None if sp is None else sp >= TARGET_PER_WORKER,

@@ -40,8 +40,13 @@ def _cells(row: Row) -> list[str]:
         _num(row.peak_rss_mb),
         _pair(row.open_window_latency_p50_ms, row.open_window_latency_p99_ms),
         _pair(row.final_latency_p50_ms, row.final_latency_p99_ms),
-        row.status,
+        _status(row),
     ]
+
+
+def _status(row: Row) -> str:
+    partial = row.details.get("partial_events_per_s")
+    return row.status + (f" ({partial:,.0f} events/s until then)" if partial else "")
 
 
 def table(rows: list[Row], title: str) -> Table:

@@ -132,6 +132,7 @@ def _unfinished(
         if report and report.get("first_ms") and report.get("last_ms"):
             partial = rate(report["records"], report["first_ms"], report["last_ms"])
             row.note = f"processed {report['records']:,} records ({partial} records/s until then)"
+            row.details["partial_events_per_s"] = partial
     else:
         row.status = "failed"
         row.note = output.strip().splitlines()[-1][:200] if output.strip() else "exited without a report"
