@@ -14,12 +14,13 @@ import time
 from typing import Any
 
 import orjson
+from faust.types import Message
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.aggregate import CLOSED_AT_HEADER, SIZE_NAMES, live_dirty
 from agents.redis_writer import write_final, write_live
-from app import metrics
+from app import batches, metrics
 from app.main import app, settings
 from app.redis_keys import RedisKeys
 from app.topics import results_topic
@@ -42,11 +43,21 @@ def redis_client() -> Redis:
     return _redis
 
 
+#: Fetched results wait here for the sink, a batch at a time (see app/batches.py).
+results_inbox = batches.inbox(app, settings.results, max_buffered=20_000)
+
+
 @app.agent(results_topic)
 async def sink_final_windows(stream: Any) -> None:
-    async for events in stream.take_events(2_000, within=0.05):
-        records = [orjson.loads(e.value) for e in events]
-        closed_at = [_closed_at_ms(e.message.headers) for e in events]
+    """Write final windows to Redis; records are acked (committable) only once Redis has them.
+
+    The records come from ``results_inbox``; ``stream`` is Faust's, which this agent declares
+    the topic with but does not iterate.
+    """
+    while True:
+        messages = await results_inbox.take(2_000, 0.05)
+        records = [r for r in map(_result, messages) if r is not None]
+        closed_at = [_closed_at_ms(m.headers) for m in messages]
         backoff = 0.2
         while True:
             started = time.perf_counter()
@@ -65,10 +76,26 @@ async def sink_final_windows(stream: Any) -> None:
                 continue
             metrics.SINK_WRITE_SECONDS.labels("final").observe(time.perf_counter() - started)
             break
+        results_inbox.ack(messages)
         now_ms = time.time() * 1000
         for ms in closed_at:
             if ms is not None:
                 metrics.FINAL_LATENCY.observe(max(0.0, (now_ms - ms) / 1000))
+
+
+def _result(msg: Message) -> dict[str, Any] | None:
+    """A record of the results topic; anything else there is logged and skipped, not fatal."""
+    try:
+        record = orjson.loads(msg.value or b"")
+        if isinstance(record, dict):
+            return record
+    except orjson.JSONDecodeError:
+        pass
+    metrics.SINK_ERRORS.labels("invalid_result").inc()
+    log.error(
+        "skipping a results-topic record that is not a window: %s/%d/%d", msg.topic, msg.partition, msg.offset
+    )
+    return None
 
 
 def _closed_at_ms(headers: Any) -> int | None:

@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 
 import orjson
@@ -95,8 +96,10 @@ class TripEvent(BaseModel):
         return orjson.dumps(self.to_canonical())
 
 
+@lru_cache(maxsize=65_536)
 def format_time_ms(t_ms: int) -> str:
-    """ISO-8601 UTC with a ``Z``; milliseconds only when there are some."""
+    """ISO-8601 UTC with a ``Z``; milliseconds only when there are some. Cached: every region
+    of a window shares its start and end, and a worker formats them for each result."""
     dt = EPOCH + timedelta(milliseconds=t_ms)
     # isoformat, not strftime: "%Y" does not pad years before 1000 to four digits on Linux.
     text = dt.replace(tzinfo=None, microsecond=0).isoformat()

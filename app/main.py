@@ -11,6 +11,7 @@ import logging
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from app import batches
 from app.settings import Settings, get_settings
 
 #: Loggers that Faust's worker leaves at DEBUG and that log once per produced message: their
@@ -22,7 +23,7 @@ def create_app(settings: Settings) -> faust.App:
     for name in _PER_MESSAGE_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         store="rocksdb://",
@@ -47,6 +48,8 @@ def create_app(settings: Settings) -> faust.App:
         web_bind=settings.web_host,
         web_host=settings.web_host,
     )
+    batches.install(app)
+    return app
 
 
 settings = get_settings()

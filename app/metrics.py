@@ -6,6 +6,9 @@ Names follow Prometheus conventions: base units in names, ``_total`` counters, b
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -16,6 +19,10 @@ EVENTS_INVALID = Counter(
 )
 EVENTS_LATE = Counter(
     "streampulse_events_late_total", "Events that missed a final window, by window size", ["window"]
+)
+BATCH_RETRIES = Counter(
+    "streampulse_batch_retries_total",
+    "Batches that failed midway (e.g. the broker did not acknowledge) and were retried from stored state",
 )
 EVENTS_DUPLICATE = Counter(
     "streampulse_events_duplicate_total",
@@ -85,3 +92,18 @@ TRIP_DURATION = Histogram(
     "Duration of valid trips",
     buckets=(60, 180, 300, 600, 900, 1200, 1800, 2700, 3600, 7200),
 )
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value, taking each bucket's lock once per call rather
+    than once per value: two observations per event cost the worker a tenth of its time."""
+    if not values:
+        return
+    bounds = histogram._upper_bounds  # prometheus-client's own bucket bounds, +Inf last
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1
+    histogram._sum.inc(sum(values))
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)

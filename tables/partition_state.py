@@ -100,7 +100,7 @@ class Outcome:
 class PartitionState:
     """Open windows and progress of one input partition."""
 
-    __slots__ = ("partition", "sizes", "lateness_ms", "progress", "windows", "dirty", "slots")
+    __slots__ = ("partition", "sizes", "lateness_ms", "progress", "windows", "dirty", "slots", "persisted")
 
     def __init__(
         self,
@@ -121,6 +121,9 @@ class PartitionState:
         self.slots: dict[Slot, dict[int, TripAggregate]] = {}
         for (size_ms, region, start), agg in self.windows.items():
             self.slots.setdefault((size_ms, start), {})[region] = agg
+        #: Slots that have a value in the table (the caller keeps this up to date): only these
+        #: need a tombstone when they become final.
+        self.persisted: set[Slot] = set(self.slots)
 
     @property
     def watermark_ms(self) -> int | None:
