@@ -8,6 +8,8 @@ exact value of that rank in the sorted input.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ddsketch.mapping import LogarithmicMapping
 
 RELATIVE_ACCURACY = 0.01
@@ -16,8 +18,11 @@ MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 MIN_INDEXABLE = MAPPING.min_possible
 
 
+@lru_cache(maxsize=131_072)
 def sketch_key(value: float) -> int | None:
-    """Bin key of a non-negative value; ``None`` for the zero bucket."""
+    """Bin key of a non-negative value; ``None`` for the zero bucket. Cached: durations are
+    mostly whole seconds (at most 86,400 of them), and the logarithm was a tenth of folding an
+    event."""
     if value <= MIN_INDEXABLE:
         return None
     return MAPPING.key(value)
