@@ -110,6 +110,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer; records of topics with an inbox go there a batch at a time."""
 
     inboxes: ClassVar[dict[str, Inbox]] = {}
+    _seeks = 0
 
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set
@@ -117,10 +118,11 @@ class BatchConsumer(aiokafka_driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
+                seeks = self._seeks
                 records, active = await self._wait_next_records(1.0)
                 await self.sleep(0)
                 if records and not self.should_stop:
-                    await self._deliver(records, active)
+                    await self._deliver(records, active, seeks)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -138,7 +140,16 @@ class BatchConsumer(aiokafka_driver.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None) -> None:
+    async def perform_seek(self) -> None:
+        """Faust seeks the stream partitions to their committed offsets after every rebalance;
+        counted before and after, so a fetch that overlapped a seek can be told apart."""
+        self._seeks += 1
+        try:
+            await super().perform_seek()
+        finally:
+            self._seeks += 1
+
+    async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None, seeks: int) -> None:
         generation = self.app.consumer_generation_id
         commit_every = self._commit_every
         for tp, tp_records in records.items():
@@ -148,12 +159,16 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             inbox = self.inboxes.get(tp.topic)
-            messages = await self._new_messages(tp, tp_records)
             if inbox is not None:
                 # Like Faust's conductor: nothing enters a stream buffer while a rebalance holds
-                # the flow; Faust clears the buffers when it resumes, after seeking to the
-                # committed offsets, so what was fetched before that is fetched again.
+                # the flow. If a rebalance sought to the committed offsets while this fetch was
+                # under way, its records may come from the old position, ahead of records never
+                # processed: those are dropped and fetched again rather than allowed to move the
+                # read offset past them.
                 await self.app.flow_control.acquire()
+                if self._seeks != seeks and await self._fetched_ahead(tp, tp_records):
+                    continue
+                messages = await self._new_messages(tp, tp_records)
                 if messages:
                     self._count_in(tp, messages)
                 inbox.put(messages)
@@ -161,7 +176,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 if inbox.full:
                     await self.wait_first(inbox.wait_for_room(), self.suspend_flow.wait())
             else:
-                for message in messages:
+                for message in await self._new_messages(tp, tp_records):
                     await self.wait_first(self.callback(message), self.suspend_flow.wait())
             if commit_every is not None and self._n_acked >= commit_every:
                 self._n_acked = 0
@@ -182,6 +197,17 @@ class BatchConsumer(aiokafka_driver.Consumer):
             prometheus.messages_received_per_topics_partition.labels(
                 topic=tp.topic, partition=tp.partition
             ).set(last)
+
+    async def _fetched_ahead(self, tp: TP, tp_records: list[Any]) -> bool:
+        """After a seek that overlapped the fetch: True (and seek again) when these records start
+        past the offset the seek set, i.e. they come from the old position."""
+        while self._seeks % 2:  # a seek still under way: its offsets are not set yet
+            await asyncio.sleep(0.01)
+        expected = self._read_offset[tp]
+        if not tp_records or tp_records[0].offset <= (expected or 0):
+            return False
+        await self.seek(tp, expected or 0)
+        return True
 
     async def _new_messages(self, tp: TP, tp_records: list[Any]) -> list[Message]:
         """Faust's checks per record: skip what was read already, note offset gaps to commit."""
