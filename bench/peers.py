@@ -106,6 +106,7 @@ def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
     try:
         with procs.RssSampler([proc.pid]) as rss:
             report, settled = _follow(run, proc, report_path, w)
+            stopped_ms = time.time() * 1000
             timed_out = proc.alive() and not settled and not (report and report["done"])
     finally:
         procs.stop_all([proc])
@@ -113,7 +114,7 @@ def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
     row.peak_rss_mb = rss.peak_mb(last_ms / 1000 + 1 if last_ms else None)
     row.processed = report.get("records") if report else 0
     if not report or not (report["done"] or settled) or report["first_ms"] is None:
-        return _unfinished(row, report, timed_out, proc.output(), run.timeout_s)
+        return _unfinished(row, report, timed_out, proc.output(), run.timeout_s, stopped_ms)
     if report["last_ms"] is not None:
         row.seconds = round((report["last_ms"] - report["first_ms"]) / 1000, 2)
     speed = rate(w.records if peer.ceiling else w.events, report["first_ms"], report["last_ms"])
@@ -125,12 +126,13 @@ def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
 
 
 def _unfinished(
-    row: Row, report: dict[str, Any] | None, timed_out: bool, output: str, timeout_s: float
+    row: Row, report: dict[str, Any] | None, timed_out: bool, output: str, timeout_s: float, stopped_ms: float
 ) -> Row:
     if timed_out:
         row.status = f"timeout after {timeout_s:.0f}s"
-        if report and report.get("first_ms") and report.get("last_ms"):
-            partial = rate(report["records"], report["first_ms"], report["last_ms"])
+        if report and report.get("first_ms"):
+            # Records consumed until it was stopped (a peer may make no result before the end).
+            partial = rate(report["records"], report["first_ms"], stopped_ms)
             row.note = f"processed {report['records']:,} records ({partial} records/s until then)"
             row.details["partial_events_per_s"] = partial
     else:
