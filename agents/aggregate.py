@@ -362,6 +362,14 @@ async def _process_batch(messages: list[Message]) -> None:
     faust_streams._current_event.set(None)
 
 
+def _forget_batch_state(messages: list[Message]) -> None:
+    """After a batch stopped midway: its partitions' in-memory state may be ahead of what was
+    stored, so it is rebuilt from the table when next needed."""
+    for partition in {msg.partition for msg in messages}:
+        _states.pop(partition, None)
+    faust_streams._current_event.set(None)
+
+
 @app.agent(events_topic)
 async def aggregate_trips(stream: Any) -> None:
     """Fold trip events into their windows; one pass per batch, partitions kept apart.
@@ -385,16 +393,12 @@ async def aggregate_trips(stream: Any) -> None:
             # Not acked: after the rebalance the records are fetched again by their owner, from
             # the committed offset, and applied to that partition's stored state.
             log.info("rebalance during a batch of %d records: stopped it", len(messages))
-            for partition in {msg.partition for msg in messages}:
-                _states.pop(partition, None)
-            faust_streams._current_event.set(None)
+            _forget_batch_state(messages)
             continue
         except Exception:
             log.exception("batch of %d records failed; retrying from the stored state", len(messages))
             metrics.BATCH_RETRIES.inc()
-            for partition in {msg.partition for msg in messages}:
-                _states.pop(partition, None)
-            faust_streams._current_event.set(None)
+            _forget_batch_state(messages)
             inbox.requeue(messages)
             await asyncio.sleep(BATCH_RETRY_S)
             continue
