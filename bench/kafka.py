@@ -46,6 +46,25 @@ async def delete_topics(bootstrap: str, run_id: str) -> list[str]:
         await admin.close()
 
 
+async def uncommitted(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Records of ``topic`` past the group's committed offsets: 0 once every record is stored.
+
+    A worker's processed counter cannot tell that: after a rebalance the new owner processes
+    again the records of a batch the old owner was stopped in, so the counter overshoots."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        ends = await consumer.end_offsets(tps)
+        return sum(end - max(committed[tp].offset, 0) if tp in committed else end for tp, end in ends.items())
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 class BatchProducer:
     """Keyed records into per-partition batches, partitioned as every Kafka client does (murmur2)."""
 

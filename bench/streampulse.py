@@ -5,17 +5,19 @@ event (so it never starts late) and stops at ``sp:<app>:last_final_ms``, the sin
 its last Redis write, once the workers have written as many final windows to Redis as the
 reference expects (``streampulse_final_window_latency_seconds_count`` is observed once per
 window written). The windows are then read back from Redis and checked field by field; a run
-that settles short of the expected count (everything processed and written, nothing moving) is
+that settles short of the expected count (everything processed, committed and written, nothing moving) is
 checked too, so missing windows show as wrong results rather than as a timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bench import procs
+from bench.kafka import uncommitted
 from bench.redis_io import final_windows, last_final_ms
 from bench.reference import check_streampulse
 from bench.run import Loaded, Row, Run, apply_check, free_port, rate
@@ -27,7 +29,7 @@ FINALIZED = "streampulse_windows_finalized_total"
 WRITTEN = "streampulse_final_window_latency_seconds_count"
 #: Poll fast until the first event is processed (that sets the start), then gently: a scrape
 #: is served by the worker's own event loop.
-FAST_POLL_S, SLOW_POLL_S = 0.2, 1.0
+FAST_POLL_S, SLOW_POLL_S = 0.2, 2.0
 STALL_S = 15.0
 #: Redis keeps the run's windows this long even if the clean-up at the end never runs.
 RETENTION = "3h"
@@ -68,10 +70,10 @@ class _Progress:
     settled: bool = False
 
 
-def _follow(run: Run, running: list[tuple[Proc, int]], w: Loaded, expected: int) -> _Progress:
+def _follow(run: Run, running: list[tuple[Proc, int]], app_id: str, w: Loaded, expected: int) -> _Progress:
     """Poll until every expected window is in Redis, or the workers have settled short of it
-    (every event processed, every finalized window written, nothing moving for STALL_S: the
-    check then says what is missing), a worker died, or the run's time is up."""
+    (every event processed and committed, every finalized window written, nothing moving for
+    STALL_S: the check then says what is missing), a worker died, or the run's time is up."""
     ports = [port for _, port in running]
     progress = _Progress()
     none_yet_ms = time.time() * 1000
@@ -93,6 +95,7 @@ def _follow(run: Run, running: list[tuple[Proc, int]], w: Loaded, expected: int)
             progress.processed >= w.events
             and progress.written >= scrape(ports, FINALIZED)
             and time.monotonic() - last_change > STALL_S
+            and asyncio.run(uncommitted(run.bootstrap, app_id, w.topic, run.partitions)) == 0
         ):
             progress.settled = True
             break
@@ -108,7 +111,7 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
     running = start_workers(run, worker_env(run, app_id, w.topic), app_id, workers)
     try:
         with procs.RssSampler([proc.pid for proc, _ in running]) as rss:
-            progress = _follow(run, running, w, expected)
+            progress = _follow(run, running, app_id, w, expected)
             crashed = [proc for proc, _ in running if not proc.alive()]
     finally:
         procs.stop_all(proc for proc, _ in running)
