@@ -124,8 +124,8 @@ async def write_windows(
         record = window_record(region_id, size.name, size.size_ms, start, agg, final=final)
         (written.final if final else written.live)[(size.name, region_id, start)] = record
     keys = RedisKeys(settings.app_id)
-    await write_final(redis, keys, written.final.values(), settings.retention_s())
-    await write_live(redis, keys, written.live.values(), settings.retention_s())
+    await write_final(redis, keys, list(written.final.values()), settings.retention_s())
+    await write_live(redis, keys, list(written.live.values()), settings.retention_s())
     return written
 
 
