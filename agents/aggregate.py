@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ from app import batches, metrics
 from app.control import IDLE, control_kind, decode_control, encode_control
 from app.events import TripEvent, format_time_ms, parse_event
 from app.main import app, settings
+from app.publish import publish
 from app.topics import dlq_topic, events_topic, late_topic
 from tables.aggregate import TripAggregate
 from tables.partition_state import (
@@ -270,17 +271,15 @@ async def _fold_partition(partition: int, messages: Sequence[Message], sends: li
     tally.record()
     final = state.take_final()
     if final:
-        headers = [(CLOSED_AT_HEADER, str(int(time.time() * 1000)).encode())]
-        send = app.producer.send
+        records = []
         for key, agg in final:
             record = window_record(key[1], SIZE_NAMES[key[0]], key[0], key[2], agg, final=True)
             live_dirty.pop(key, None)
-            # The producer directly, not Topic.send: Faust's per-message send path (futures,
-            # callbacks, sensors) cost more than building the record.
-            sends.append(
-                await send(settings.results, str(key[1]).encode(), orjson.dumps(record), None, None, headers)
-            )
-            metrics.WINDOWS_FINALIZED.labels(SIZE_NAMES[key[0]]).inc()
+            records.append((str(key[1]).encode(), orjson.dumps(record)))
+        for size_ms, count in Counter(key[0] for key, _ in final).items():
+            metrics.WINDOWS_FINALIZED.labels(SIZE_NAMES[size_ms]).inc(count)
+        headers = [(CLOSED_AT_HEADER, str(int(time.time() * 1000)).encode())]
+        sends.extend(await publish(app, settings.results, records, headers))
     return _Folded(state, _partition_event(messages[-1]), {(k[0], k[2]) for k, _ in final}, newest_ts)
 
 

@@ -1,0 +1,46 @@
+"""Batch publishing: many keyed records to one topic as one Kafka batch per partition.
+
+``Producer.send`` costs a metadata lookup, a partitioner call and a future per record — a fifth
+of a backfill worker's time went there when most events close windows. The records are
+partitioned exactly as ``send`` would (the producer's own partitioner over all the topic's
+partitions), appended to aiokafka ``BatchBuilder``s and handed to the producer's accumulator
+with ``send_batch``: same compression, acks, retries and ordering per partition.
+
+Uses the aiokafka producer inside Faust's (``Producer._ensure_producer``; pinned
+faust-streaming==0.15.3) and aiokafka's partitioner attribute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from faust.types import AppT
+
+
+async def publish(
+    app: AppT, topic: str, records: Iterable[tuple[bytes, bytes]], headers: Sequence[tuple[str, bytes]] = ()
+) -> list[asyncio.Future[Any]]:
+    """Queue ``(key, value)`` records for ``topic``; the futures resolve when the broker acked."""
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    await producer.client._wait_on_metadata(topic)
+    partitions = sorted(producer.client.cluster.partitions_for_topic(topic))
+    partition_of: dict[bytes, int] = {}
+    builders: dict[int, Any] = {}
+    sent: list[asyncio.Future[Any]] = []
+    header_list = list(headers)
+    for key, value in records:
+        partition = partition_of.get(key)
+        if partition is None:
+            partition = partition_of[key] = producer._partitioner(key, partitions, partitions)
+        builder = builders.get(partition)
+        if builder is None:
+            builder = builders[partition] = producer.create_batch()
+        if builder.append(timestamp=None, key=key, value=value, headers=header_list) is None:
+            sent.append(await producer.send_batch(builder, topic, partition=partition))
+            builder = builders[partition] = producer.create_batch()
+            builder.append(timestamp=None, key=key, value=value, headers=header_list)
+    for partition, builder in builders.items():
+        sent.append(await producer.send_batch(builder, topic, partition=partition))
+    return sent
