@@ -24,7 +24,7 @@ from app import batches, metrics
 from app.main import app, settings
 from app.redis_keys import RedisKeys
 from app.topics import results_topic
-from tables.results import window_record
+from tables.results import is_window_record, window_record
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _result(msg: Message) -> dict[str, Any] | None:
     """A record of the results topic; anything else there is logged and skipped, not fatal."""
     try:
         record = orjson.loads(msg.value or b"")
-        if isinstance(record, dict):
+        if is_window_record(record, RETENTION_S):
             return record
     except orjson.JSONDecodeError:
         pass

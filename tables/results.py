@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from app.events import format_time_ms
@@ -22,3 +23,14 @@ def window_record(
         "final": final,
         **agg.metrics(),
     }
+
+
+def is_window_record(record: object, sizes: Collection[str]) -> bool:
+    """Whether a decoded results-topic record can be stored: its key fields (size name, region,
+    start) are there and typed as :func:`window_record` writes them."""
+    if not isinstance(record, dict):
+        return False
+    size = record.get("window")
+    if not isinstance(size, str) or size not in sizes:
+        return False
+    return all(type(record.get(field)) is int for field in ("region_id", "window_start_ms"))

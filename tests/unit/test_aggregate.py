@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.events import format_time_ms
 from tables.aggregate import ROUND_DIGITS, TripAggregate
-from tables.results import window_record
+from tables.results import is_window_record, window_record
 from tables.sketch import RELATIVE_ACCURACY
 
 #: (fare, duration, distance, event time in ms)
@@ -300,6 +300,29 @@ def test_window_record_shape() -> None:
     assert record["final"] is True
     assert window_record(42, "1m", 60_000, T0, agg, final=False)["final"] is False
     assert {k: record[k] for k in METRICS} == agg.metrics()
+
+
+def test_a_window_record_is_recognized_as_one() -> None:
+    record = orjson.loads(orjson.dumps(window_record(42, "1m", 60_000, T0, TripAggregate(), final=True)))
+    assert is_window_record(record, {"1m", "5m"})
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        [],
+        "1m",
+        {},
+        {"window": "1m", "region_id": 1},
+        {"window": "2m", "region_id": 1, "window_start_ms": T0},
+        {"window": "1m", "region_id": "1", "window_start_ms": T0},
+        {"window": "1m", "region_id": True, "window_start_ms": T0},
+        {"window": "1m", "region_id": 1, "window_start_ms": float(T0)},
+        {"window": ["1m"], "region_id": 1, "window_start_ms": T0},
+    ],
+)
+def test_records_the_sink_cannot_store_are_not_window_records(record: Any) -> None:
+    assert not is_window_record(record, {"1m", "5m"})
 
 
 def test_window_record_before_1970() -> None:
