@@ -151,13 +151,12 @@ def _sample_names(metric: MetricWrapperBase) -> dict[str, frozenset[str]]:
     name = metric._name
     match metric._type:
         case "counter":
-            return {f"{name}_total": labels, f"{name}_created": labels}
+            return {f"{name}_total": labels}
         case "histogram":
             return {
                 f"{name}_bucket": labels | {"le"},
                 f"{name}_count": labels,
                 f"{name}_sum": labels,
-                f"{name}_created": labels,
             }
         case _:
             return {name: labels}
