@@ -241,6 +241,8 @@ class _Folded:
     context: Event
     final_slots: set[Slot]
     newest_ts: float
+    processed: int
+    tally: _Tally
 
 
 async def _fold_partition(partition: int, messages: Sequence[Message], sends: list[Any]) -> _Folded:
@@ -267,8 +269,6 @@ async def _fold_partition(partition: int, messages: Sequence[Message], sends: li
             metrics.EVENTS_INVALID.labels("processing_error").inc()
             sends.append(await _send_dlq(msg, "processing_error", repr(exc)))
         state.mark_applied(offset)
-    metrics.EVENTS_PROCESSED.inc(processed)
-    tally.record()
     final = state.take_final()
     if final:
         records = []
@@ -280,7 +280,8 @@ async def _fold_partition(partition: int, messages: Sequence[Message], sends: li
             metrics.WINDOWS_FINALIZED.labels(SIZE_NAMES[size_ms]).inc(count)
         headers = [(CLOSED_AT_HEADER, str(int(time.time() * 1000)).encode())]
         sends.extend(await publish(app, settings.results, records, headers))
-    return _Folded(state, _partition_event(messages[-1]), {(k[0], k[2]) for k, _ in final}, newest_ts)
+    final_slots = {(k[0], k[2]) for k, _ in final}
+    return _Folded(state, _partition_event(messages[-1]), final_slots, newest_ts, processed, tally)
 
 
 def _store_partition(partition: int, folded: _Folded) -> None:
@@ -306,6 +307,9 @@ def _store_partition(partition: int, folded: _Folded) -> None:
     for slot in folded.final_slots & state.persisted:
         del state_table[slot_table_key(partition, slot)]
     state.persisted -= folded.final_slots
+    # Counted once stored: a batch stopped by a rebalance is processed again by the new owner.
+    metrics.EVENTS_PROCESSED.inc(folded.processed)
+    folded.tally.record()
     _observe_partition(partition, state)
 
 
