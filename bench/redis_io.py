@@ -55,12 +55,12 @@ def last_final_ms(redis_url: str, app_id: str) -> int | None:
         client.close()
 
 
-def delete_run_keys(redis_url: str, run_id: str) -> int:
-    """Unlink every key of every app id of the run (``sp:<run id>...``)."""
+def delete_run_keys(redis_url: str, app_id_prefix: str) -> int:
+    """Unlink every key of every app id starting with ``app_id_prefix`` (a run id: the whole run)."""
     client = Redis.from_url(redis_url)
     deleted = 0
     try:
-        for chunk in _chunks(client, f"sp:{run_id}*"):
+        for chunk in _chunks(client, f"sp:{app_id_prefix}*"):
             deleted += int(client.unlink(*chunk))
         return deleted
     finally:

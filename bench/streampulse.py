@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from bench import procs
 from bench.kafka import uncommitted
-from bench.redis_io import final_windows, last_final_ms
+from bench.redis_io import delete_run_keys, final_windows, last_final_ms
 from bench.reference import check_streampulse
 from bench.run import Loaded, Row, Run, apply_check, free_port, rate
 from tests.integration.pipeline import metric_values, start_worker
@@ -131,4 +131,7 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
     if progress.first_ms is not None and end_ms is not None:
         row.seconds = round((end_ms - progress.first_ms) / 1000, 2)
     check = check_streampulse(w.ref, final_windows(run.redis_url, app_id))
+    # Checked: the windows leave Redis now, so later contenders and the latency phase do not
+    # share the server with millions of keys (and the AOF rewrites they trigger).
+    delete_run_keys(run.redis_url, app_id)
     return apply_check(row, check, rate(w.events, progress.first_ms, end_ms))
