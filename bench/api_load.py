@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from redis.asyncio import Redis
 from agents.redis_writer import write_final
 from app.redis_keys import RedisKeys
 from app.settings import Settings
+from bench.run import free_port
 from tables.aggregate import TripAggregate
 from tables.results import window_record
 
@@ -83,13 +83,6 @@ async def delete_keys(redis_url: str, app_id: str) -> None:
             await redis.delete(*batch[i : i + 1_000])
     finally:
         await redis.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_api(redis_url: str, app_id: str, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
