@@ -49,8 +49,8 @@ async def delete_topics(bootstrap: str, run_id: str) -> list[str]:
 async def uncommitted(bootstrap: str, group: str, topic: str, partitions: int) -> int:
     """Records of ``topic`` past the group's committed offsets: 0 once every record is stored.
 
-    A worker's processed counter cannot tell that: after a rebalance the new owner processes
-    again the records of a batch the old owner was stopped in, so the counter overshoots."""
+    Stronger than the workers' processed counters: a record is committed only after its
+    batch's results were acknowledged and its state written, on whichever worker owns it now."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
