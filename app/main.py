@@ -12,6 +12,7 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from app import batches
+from app.kafka_client import faust_kwargs
 from app.settings import Settings, get_settings
 
 #: Loggers that Faust's worker leaves at DEBUG and that log once per produced message: their
@@ -25,7 +26,7 @@ def create_app(settings: Settings) -> faust.App:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        **faust_kwargs(settings),
         store="rocksdb://",
         datadir=str(settings.worker_data_dir),
         autodiscover=["agents", "tables"],

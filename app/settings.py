@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="worker web/metrics port")
     web_host: str = Field("127.0.0.1", description="address the worker web server binds")
     api_port: int = Field(8000, ge=1, le=65535, description="API port")
+    api_host: str = Field("127.0.0.1", description="address the API binds")
+    max_future: str = Field("1h", description="how far ahead of the wall clock an event time may be")
+    max_region_id: int = Field(1_000_000, ge=0, le=2**63 - 1, description="highest accepted region_id")
+    session_timeout: str = Field("30s", description="Kafka consumer-group session timeout of a worker")
     zones_file: Path = Field(
         Path(__file__).resolve().parent.parent / "data" / "tlc" / "taxi_zones.csv",
         description="TLC zone lookup (LocationID, zone, borough) naming the regions",
@@ -100,6 +104,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_windows(cls, value: str) -> str:
         parse_windows(value)
+        return value
+
+    @field_validator("max_future", "session_timeout")
+    @classmethod
+    def _check_positive_duration(cls, value: str) -> str:
+        parse_duration_ms(value)
         return value
 
     @field_validator("allowed_lateness", "idle_timeout", "results_stale_after")
@@ -146,6 +156,14 @@ class Settings(BaseSettings):
     @property
     def idle_timeout_ms(self) -> int:
         return parse_duration_ms(self.idle_timeout, allow_zero=True)
+
+    @property
+    def max_future_ms(self) -> int:
+        return parse_duration_ms(self.max_future)
+
+    @property
+    def session_timeout_ms(self) -> int:
+        return parse_duration_ms(self.session_timeout)
 
     @property
     def stale_after_ms(self) -> int:

@@ -2,24 +2,30 @@
 # The local real stack without Docker: Apache Kafka (KRaft, one broker+controller, jars from
 # Maven Central) and redis-server (AOF on), on loopback, with pid files, logs and data under the
 # repo. Usage: stack.sh up|down|clean|status|logs
+# A second, private stack (the fault tests stop and restart their own broker) is started with
+# STACK_HOME (where pid files, logs and data go), KAFKA_PORT, KAFKA_CONTROLLER_PORT and REDIS_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-RUN=$ROOT/.data/run
-LOGS=$ROOT/.logs
-KDATA=$ROOT/.data/kafka
-RDATA=$ROOT/.data/redis
+STACK_HOME=${STACK_HOME:-$ROOT/.data}
+KAFKA_PORT=${KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+REDIS_PORT=${REDIS_PORT:-6379}
+RUN=$STACK_HOME/run
+if [ "$STACK_HOME" = "$ROOT/.data" ]; then LOGS=$ROOT/.logs; else LOGS=$STACK_HOME/logs; fi
+KDATA=$STACK_HOME/kafka
+RDATA=$STACK_HOME/redis
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
 LIB=$ROOT/.cache/kafka/$KAFKA_VERSION/lib
-DEFAULT_BOOTSTRAP=localhost:9092
-DEFAULT_REDIS=redis://localhost:6379/0
+DEFAULT_BOOTSTRAP=localhost:$KAFKA_PORT
+DEFAULT_REDIS=redis://localhost:$REDIS_PORT/0
 BOOTSTRAP=${STREAMPULSE_KAFKA_BOOTSTRAP:-$DEFAULT_BOOTSTRAP}
 REDIS_URL=${STREAMPULSE_REDIS_URL:-$DEFAULT_REDIS}
 PYTHON=$ROOT/.venv/bin/python
 mkdir -p "$RUN" "$LOGS"
 
-is_local_kafka() { [[ "$BOOTSTRAP" == "localhost:9092" || "$BOOTSTRAP" == "127.0.0.1:9092" ]]; }
-is_local_redis() { [[ "$REDIS_URL" =~ ^redis://(localhost|127\.0\.0\.1)(:6379)?(/[0-9]+)?$ ]]; }
+is_local_kafka() { [[ "$BOOTSTRAP" == "localhost:$KAFKA_PORT" || "$BOOTSTRAP" == "127.0.0.1:$KAFKA_PORT" ]]; }
+is_local_redis() { [[ "$REDIS_URL" =~ ^redis://(localhost|127\.0\.0\.1)(:$REDIS_PORT)?(/[0-9]+)?$ ]]; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 ready() { "$PYTHON" "$ROOT/scripts/ready.py" "$@"; }
 
@@ -36,9 +42,9 @@ start_kafka() {
   cat > "$props" <<PROPS
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:9093
-listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093
-advertised.listeners=PLAINTEXT://localhost:9092
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://localhost:$KAFKA_PORT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
@@ -81,7 +87,7 @@ start_redis() {
   fi
   command -v redis-server >/dev/null || { echo "redis: redis-server missing, run 'make setup'" >&2; exit 1; }
   mkdir -p "$RDATA"
-  redis-server --bind 127.0.0.1 --port 6379 --dir "$RDATA" --appendonly yes --appendfsync everysec \
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RDATA" --appendonly yes --appendfsync everysec \
     --save "900 1 300 100" --daemonize yes --pidfile "$RUN/redis.pid" --logfile "$LOGS/redis.log"
   echo "redis: starting redis-server $(redis-server --version | cut -d' ' -f3) (AOF on, data .data/redis)"
 }
