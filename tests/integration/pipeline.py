@@ -12,6 +12,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Mapping
@@ -28,6 +29,11 @@ from tests.integration.stack import ROOT, Proc, wait_for
 
 SIZES_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
 LATENESS_MS = 30_000
+#: The contract's bounds: event (and control) times at most this far ahead of the wall clock.
+MAX_FUTURE_MS = 3_600_000
+MAX_REGION_ID = 1_000_000
+CONTROL_HEADER = "streampulse-control"
+CONTROL_KINDS = ("end-of-stream", "idle")
 
 
 @dataclass
@@ -121,11 +127,15 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Record]:
     return asyncio.run(_read())
 
 
-def _valid(value: bytes | None) -> dict[str, Any] | None:
-    """The contract's validity rules, restated independently of app.events."""
+def _valid(value: bytes | None, now_ms: int | None = None) -> dict[str, Any] | None:
+    """The contract's validity rules, restated independently of app.events.
+
+    ``now_ms`` is the wall clock the ``future`` bound is measured from (default: now); tests keep
+    their event times far from that bound, so the instant the worker judged a record does not matter.
+    """
     try:
         ev = json.loads(value or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # not UTF-8 / JSON, too deep, an int over Python's digit limit
         return None
     if not isinstance(ev, dict):
         return None
@@ -137,22 +147,56 @@ def _valid(value: bytes | None) -> dict[str, Any] | None:
         return None
     if not isinstance(trip_id, str) or not 1 <= len(trip_id) <= 128:
         return None
-    if isinstance(region, bool) or not isinstance(region, int) or region < 0:
+    if isinstance(region, bool) or not isinstance(region, int) or not 0 <= region <= MAX_REGION_ID:
         return None
     for v, hi in ((fare, 10_000), (duration, 86_400), (distance, 1_000)):
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0 <= v <= hi:
             return None
-    if isinstance(when, str):
-        try:
+    try:
+        if isinstance(when, str):
             dt = datetime.fromisoformat(when)
-        except ValueError:
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            t_ms = round(dt.timestamp() * 1000)
+        elif isinstance(when, int | float) and not isinstance(when, bool) and math.isfinite(when):
+            t_ms = round(float(when) * 1000)
+        else:
             return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        t_ms = round(dt.timestamp() * 1000)
-    else:
-        t_ms = round(float(when) * 1000)
+    except (ValueError, OverflowError):
+        return None
+    if not _time_in_bounds(t_ms, now_ms):
+        return None
     return {"trip_id": trip_id, "region": region, "t": t_ms, "fare": fare, "dur": duration, "dist": distance}
+
+
+def _time_in_bounds(t_ms: int, now_ms: int | None) -> bool:
+    """Not before 1970, not more than MAX_FUTURE ahead of the wall clock (reason ``future``)."""
+    clock = round(time.time() * 1000) if now_ms is None else now_ms
+    return 0 <= t_ms <= clock + MAX_FUTURE_MS
+
+
+def control_of(rec: Record, now_ms: int | None = None) -> tuple[bool, int | None]:
+    """(is a control record, its time or None when it is an invalid one), per the contract.
+
+    A control record carries the header named exactly ``streampulse-control`` whose value is a
+    known kind, and a JSON value ``{"control": kind, "event_time_ms": T}`` with T bounded like
+    event times. A record with that header that breaks any of this is invalid (dead-lettered); a
+    header that merely starts with that name makes no control record at all.
+    """
+    kind = next((v for k, v in rec.headers if k == CONTROL_HEADER), None)
+    if kind is None:
+        return False, None
+    try:
+        name = kind.decode()
+        data = json.loads(rec.value or b"")
+    except (ValueError, RecursionError):
+        return True, None
+    if name not in CONTROL_KINDS or not isinstance(data, dict) or data.get("control") != name:
+        return True, None
+    t = data.get("event_time_ms")
+    if isinstance(t, bool) or not isinstance(t, int) or not _time_in_bounds(t, now_ms):
+        return True, None
+    return True, t
 
 
 @dataclass
@@ -164,7 +208,9 @@ class Reference:
     invalid: int = 0
 
 
-def reference_windows(records: list[Record], lateness_ms: int = LATENESS_MS) -> Reference:
+def reference_windows(
+    records: list[Record], lateness_ms: int = LATENESS_MS, now_ms: int | None = None
+) -> Reference:
     ref = Reference()
     open_: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
     by_part: dict[int, list[Record]] = defaultdict(list)
@@ -174,14 +220,16 @@ def reference_windows(records: list[Record], lateness_ms: int = LATENESS_MS) -> 
         highest: int | None = None
         closed = {name: -(2**62) for name in SIZES_MS}
         for rec in recs:
-            control = next((v for k, v in rec.headers if k.startswith("streampulse-control")), None)
-            if control is not None:
-                t = json.loads(rec.value or b"{}")["event_time_ms"]
+            is_control, t = control_of(rec, now_ms)
+            if is_control:
+                if t is None:
+                    ref.invalid += 1
+                    continue
                 highest = t if highest is None else max(highest, t)
                 for name, size in SIZES_MS.items():
                     closed[name] = max(closed[name], t - t % size + size)
                 continue
-            ev = _valid(rec.value)
+            ev = _valid(rec.value, now_ms)
             if ev is None:
                 ref.invalid += 1
                 continue
