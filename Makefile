@@ -28,7 +28,7 @@ worker: up
 	$(BIN)/faust -A app worker -l info
 
 api: setup
-	$(BIN)/uvicorn api.main:app --host 127.0.0.1 --port $${STREAMPULSE_API_PORT:-8000}
+	$(BIN)/uvicorn api.main:app --host $${STREAMPULSE_API_HOST:-127.0.0.1} --port $${STREAMPULSE_API_PORT:-8000}
 
 demo: up
 	@$(BIN)/python scripts/demo.py

@@ -22,6 +22,7 @@ from agents.aggregate import CLOSED_AT_HEADER, SIZE_NAMES, live_dirty
 from agents.redis_writer import write_final, write_live
 from app import batches, metrics
 from app.main import app, settings
+from app.redis_client import redis_client as connect_redis
 from app.redis_keys import RedisKeys
 from app.topics import results_topic
 from tables.results import is_window_record, window_record
@@ -39,7 +40,7 @@ def redis_client() -> Redis:
     """One pool per worker process, created inside the running event loop."""
     global _redis
     if _redis is None:
-        _redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        _redis = connect_redis(settings, socket_timeout=5, socket_connect_timeout=2)
     return _redis
 
 

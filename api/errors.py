@@ -1,8 +1,10 @@
 """Exception handlers: every error is JSON ``{"detail": ...}`` and none becomes a 500.
 
 Redis being unreachable or failing is the service being unavailable (503, retry later), not a bug
-in the request, so Redis errors from any route end here. 422 bodies keep FastAPI's list shape but
-only ``loc``/``msg``/``type``, and a missing ``window`` lists the configured sizes.
+in the request, so Redis errors from any route end here. The body says only "Redis unavailable":
+the exception text names hosts and ports, which belong in the log, not in a response. 422 bodies
+keep FastAPI's list shape but only ``loc``/``msg``/``type``, and a missing ``window`` lists the
+configured sizes.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def redis_unreachable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("Redis unreachable serving %s: %s", request.url.path, exc)
     return JSONResponse(
-        {"detail": f"Redis is unreachable: {exc}"},
+        {"detail": "Redis unavailable"},
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
@@ -50,7 +52,7 @@ async def redis_unreachable(request: Request, exc: Exception) -> JSONResponse:
 async def redis_failed(request: Request, exc: Exception) -> JSONResponse:
     log.error("Redis error serving %s: %r", request.url.path, exc)
     return JSONResponse(
-        {"detail": f"Redis failed: {exc}"}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+        {"detail": "Redis unavailable"}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
     )
 
 

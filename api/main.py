@@ -15,17 +15,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from api import errors
+from api import errors, security
 from api.deps import Serving
 from api.metrics import MetricsMiddleware
 from api.routes import health, prometheus, regions, top, windows
 from api.store import WindowStore
 from api.zones import load_zones
+from app.redis_client import redis_blocking_pool
 from app.redis_keys import RedisKeys
 from app.settings import Settings, get_settings
 
@@ -51,15 +52,14 @@ ISO-8601 UTC. Errors are JSON `{"detail": ...}`: 422 names the invalid parameter
 
 
 def redis_pool(settings: Settings) -> Redis:
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
+    return redis_blocking_pool(
+        settings,
         max_connections=REDIS_MAX_CONNECTIONS,
         timeout=REDIS_POOL_TIMEOUT_S,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
         retry=Retry(NoBackoff(), REDIS_RETRIES),
     )
-    return Redis(connection_pool=pool)
 
 
 @asynccontextmanager
@@ -68,13 +68,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     zones = await asyncio.to_thread(load_zones, settings.zones_file)
     redis = redis_pool(settings)
     app.state.redis = redis
-    app.state.serving = Serving(WindowStore(redis, RedisKeys(settings.app_id)), zones, app.state.windows)
+    app.state.serving = Serving(
+        WindowStore(redis, RedisKeys(settings.app_id), settings.max_future_ms), zones, app.state.windows
+    )
     app.state.started_ms = int(time.time() * 1000)
     try:
         await redis.ping()
     except RedisError as exc:
         log.warning(
-            "Redis at %s is not answering yet (%s); serving 503 until it does", settings.redis_url, exc
+            "Redis at %s is not answering yet (%s); serving 503 until it does",
+            settings.redis_url_masked,
+            exc,
         )
     try:
         yield
@@ -95,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.windows = {size.name: size for size in settings.window_sizes}
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
+    security.install(app, settings)
     for module in (windows, top, regions, health, prometheus):
         app.include_router(module.router)
     app.openapi = _openapi(app, settings)  # type: ignore[method-assign]

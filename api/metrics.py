@@ -42,6 +42,10 @@ REDIS_SECONDS = Histogram(
 REDIS_ERRORS = Counter(
     "streampulse_api_redis_errors_total", "Redis round trips that failed, by operation", ["operation"]
 )
+INVALID_STORED = Counter(
+    "streampulse_api_invalid_stored_windows_total",
+    "Windows read from Redis that were malformed or stored under another window's key, and ignored",
+)
 
 
 # Label lookups hash and lock on every call; the label sets are few and fixed, so keep the children.

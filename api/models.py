@@ -108,6 +108,15 @@ class WindowMetrics(WindowBounds):
     )
 
 
+class StoredWindow(WindowMetrics):
+    """A window as the sink stores it in Redis, checked before the API serves it: Redis is not
+    trusted to hold only what the sink wrote."""
+
+    region_id: int = Field(ge=0)
+    window_start_ms: int
+    window_end_ms: int
+
+
 class RegionWindow(WindowMetrics, RegionInfo):
     """A region's final window (the latest, or the one containing ``at``), optionally with its open one."""
 

@@ -1,29 +1,32 @@
 """Reads window results from Redis in the layout of :mod:`app.redis_keys`.
 
 Sorted-set indexes can outlive the window hashes they point to: a hash expires on its own TTL while
-its index entry stays until the sink's next trim. Every read therefore checks that the hash exists,
-skips entries whose hash is gone, and drops those entries from the history index so the next read
-does not pay for them again (guarded in Lua, so a window re-written meanwhile is never dropped).
+its index entry stays until the sink's next trim. Every read therefore checks that the hash exists
+and skips entries whose hash is gone, in batches once such entries show up. The API never writes:
+its Redis user is read-only, and trimming indexes is the sink's job (``app/redis_keys.py``).
+
+Nothing read is trusted: Redis may hold a window written by an older version or by anyone who got
+write access. A stored window that does not decode, does not match the model, or does not belong
+to the key it was read from is logged and treated as absent (a 404 for that window), never a 500.
 Each Redis round trip is timed for ``streampulse_api_redis_call_duration_seconds``.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from api.metrics import redis_call
+from api.metrics import INVALID_STORED, redis_call
+from api.models import StoredWindow
 from app.redis_keys import RedisKeys
 from tables.windows import WindowSize
 
-#: Removes an index entry only if its window hash is really gone (KEYS: index, window hash).
-_DROP_IF_EXPIRED_LUA = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0
-"""
 #: The newest start in a history index and one window hash, in one command (KEYS: index, window hash).
 _NEWEST_AND_WINDOW_LUA = """
 local newest = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
@@ -37,6 +40,7 @@ _SCAN_BATCH = 64
 _MAX_LATEST_SEEN = 100_000
 
 Record = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +52,10 @@ class Page:
 class WindowStore:
     """Queries for one app id's results; one instance per API process, sharing its Redis pool."""
 
-    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: Redis, keys: RedisKeys, max_future_ms: int | None = None) -> None:
         self.redis = redis
         self.keys = keys
-        self._drop_if_expired = redis.register_script(_DROP_IF_EXPIRED_LUA)
+        self.max_future_ms = max_future_ms
         self._newest_and_window = redis.register_script(_NEWEST_AND_WINDOW_LUA)
         self._latest_seen: dict[tuple[str, int], int] = {}
 
@@ -70,7 +74,7 @@ class WindowStore:
             final, data = await self.redis.hmget(
                 self.keys.window(size.name, region_id, start_ms), "final", "data"
             )
-        return _record(final, data)
+        return _record(final, data, size, region_id, start_ms)
 
     async def latest_final(self, size: WindowSize, region_id: int) -> Record | None:
         """The region's newest final window whose hash still exists.
@@ -89,7 +93,7 @@ class WindowStore:
                         self.keys.window(size.name, region_id, guess),
                     ]
                 )
-            record = _record(final, data)
+            record = _record(final, data, size, region_id, guess)
             if record is not None and newest is not None and int(newest) == guess:
                 return record
         page = await self._scan(size, region_id, "-inf", "+inf", limit=1, descending=True, probe_more=False)
@@ -143,10 +147,17 @@ class WindowStore:
         return starts
 
     async def newest_final_windows(self, size: WindowSize) -> list[Record]:
-        """Every retained region window at the newest start in the ``latest`` index."""
+        """Every retained region window at the newest start in the ``latest`` index, ignoring
+        starts more than ``max_future_ms`` ahead of the wall clock: the worker rejects events that
+        far ahead, so such a window is forged or corrupt and must not hide the real latest one."""
         key = self.keys.latest(size.name)
+        high = "+inf"
+        if self.max_future_ms is not None:
+            high = str(int(time.time() * 1000) + self.max_future_ms)
         with redis_call("latest_index"):
-            top = await self.redis.zrange(key, 0, 0, desc=True, withscores=True)
+            top = await self.redis.zrange(
+                key, high, "-inf", desc=True, byscore=True, offset=0, num=1, withscores=True
+            )
         if not top:
             return []
         start = _scored(top)[0][1]
@@ -158,7 +169,10 @@ class WindowStore:
             for region_id in regions:
                 pipe.hmget(self.keys.window(size.name, region_id, start), "final", "data")
             rows = await pipe.execute()
-        records = [_record(final, data) for final, data in rows]
+        records = [
+            _record(final, data, size, region_id, start)
+            for region_id, (final, data) in zip(regions, rows, strict=True)
+        ]
         return [r for r in records if r is not None and r["final"]]
 
     async def _scan(
@@ -199,15 +213,12 @@ class WindowStore:
                 if record is None:
                     expired.append(start)
                 elif len(items) == limit:
-                    await self._drop(hkey, size, region_id, expired)
                     return Page(items, has_more=True)
                 else:
                     items.append(record)
                     if len(items) == limit and not probe_more:
-                        await self._drop(hkey, size, region_id, expired)
                         return Page(items, has_more=False)
             if len(starts) < want:
-                await self._drop(hkey, size, region_id, expired)
                 return Page(items, has_more=False)
             if descending:
                 high = f"({starts[-1]}"
@@ -222,25 +233,32 @@ class WindowStore:
             for start in starts:
                 pipe.hmget(self.keys.window(size.name, region_id, start), "final", "data")
             rows = await pipe.execute()
-        return [_record(final, data) for final, data in rows]
-
-    async def _drop(self, hkey: str, size: WindowSize, region_id: int, starts: list[int]) -> None:
-        if not starts:
-            return
-        with redis_call("drop_expired"):
-            pipe = self.redis.pipeline(transaction=False)
-            for start in starts:
-                await self._drop_if_expired(
-                    keys=[hkey, self.keys.window(size.name, region_id, start)], args=[str(start)], client=pipe
-                )
-            await pipe.execute()
+        return [
+            _record(final, data, size, region_id, start)
+            for start, (final, data) in zip(starts, rows, strict=True)
+        ]
 
 
-def _record(final: Any, data: Any) -> Record | None:
-    """The stored record; ``final`` comes from the hash field, which a late live write can't flip."""
+def _record(final: Any, data: Any, size: WindowSize, region_id: int, start_ms: int) -> Record | None:
+    """The stored record if it is a valid window of this key; ``final`` comes from the hash field,
+    which a late live write can't flip."""
     if data is None:
         return None
-    record: Record = orjson.loads(data)
+    try:
+        record = orjson.loads(data)
+        StoredWindow.model_validate(record)
+    except (orjson.JSONDecodeError, ValidationError):
+        record = None
+    if (
+        not isinstance(record, dict)
+        or record["window"] != size.name
+        or record["region_id"] != region_id
+        or record["window_start_ms"] != start_ms
+        or record["window_end_ms"] != start_ms + size.size_ms
+    ):
+        INVALID_STORED.inc()
+        log.error("ignoring a malformed stored window: %s region %d start %d", size.name, region_id, start_ms)
+        return None
     record["final"] = final in (b"1", "1")
     return record
 

@@ -32,7 +32,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=["agents", "tables"],
         origin="app",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         topic_allow_declare=True,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",

@@ -11,9 +11,10 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tables.windows import WindowSize, parse_duration_ms, parse_windows
@@ -46,7 +47,30 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
 
     kafka_bootstrap: str = Field("localhost:9092", description="host:port[,host:port]")
-    redis_url: str = Field("redis://localhost:6379/0", description="Redis URL (redis://, rediss://, unix://)")
+    redis_url: SecretStr = Field(
+        SecretStr("redis://localhost:6379/0"), description="Redis URL (redis://, rediss://, unix://)"
+    )
+    redis_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the Redis TLS certificate")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how Kafka clients connect"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (SASL_* protocols only)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (SASL_* protocols only)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (SASL_* protocols only)")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for the brokers' certificates")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="client certificate's private key")
+    topic_replication_factor: int = Field(1, ge=1, le=32, description="replication factor of created topics")
+    topic_min_insync_replicas: int = Field(
+        1, ge=1, le=32, description="min.insync.replicas of created topics"
+    )
+    api_keys: SecretStr = Field(SecretStr(""), description="comma-separated API keys; empty: the API is open")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty: none")
+    rate_limit: str = Field(
+        "", description="per-client limit, e.g. '100/second' or '1000 per minute'; empty: none"
+    )
     app_id: str = Field(DEFAULT_APP_ID, description="Faust app id: consumer group, changelog and key prefix")
     events_topic: str | None = Field(None, description="input topic (default: events)")
     dlq_topic: str | None = Field(None, description="dead-letter topic (default: events-dlq)")
@@ -80,11 +104,47 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _check_redis_url(cls, value: str) -> str:
-        parsed = urlparse(value)
+    def _check_redis_url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        parsed = urlparse(raw)
         if parsed.scheme not in {"redis", "rediss", "unix"} or not (parsed.netloc or parsed.path):
-            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {value!r}")
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {mask_url(raw)!r}")
         return value
+
+    @field_validator("redis_ssl_cafile", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(f"expected e.g. '100/second' or '1000 per minute', got {value!r}") from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are required "
+                f"with {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError(f"{ENV_PREFIX}KAFKA_SSL_CERTFILE and {ENV_PREFIX}KAFKA_SSL_KEYFILE go together")
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"{ENV_PREFIX}TOPIC_MIN_INSYNC_REPLICAS cannot exceed {ENV_PREFIX}TOPIC_REPLICATION_FACTOR"
+            )
+        return self
 
     @field_validator("app_id")
     @classmethod
@@ -170,6 +230,24 @@ class Settings(BaseSettings):
         return parse_duration_ms(self.results_stale_after, allow_zero=True)
 
     @property
+    def redis_dsn(self) -> str:
+        """The Redis URL with its password, for the client factory only (never log it)."""
+        return self.redis_url.get_secret_value()
+
+    @property
+    def redis_url_masked(self) -> str:
+        """The Redis URL safe to print: any user and password replaced by ``***``."""
+        return mask_url(self.redis_dsn)
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
     def worker_data_dir(self) -> Path:
         return self.data_dir or Path(".data") / f"worker-{self.web_port}"
 
@@ -189,6 +267,15 @@ class Settings(BaseSettings):
             else:
                 out[size.name] = _DEFAULT_RETENTION_S.get(size.size_ms, _LONG_RETENTION_S)
         return out
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the userinfo (user and password) replaced by ``***``, for logs and messages."""
+    parsed = urlparse(url)
+    if "@" not in parsed.netloc:
+        return url
+    host = parsed.netloc.rpartition("@")[2]
+    return parsed._replace(netloc=f"***@{host}").geturl()
 
 
 def load_settings() -> Settings:

@@ -211,7 +211,7 @@ def main() -> int:
         "--workers", type=int, default=1, help="uvicorn worker processes (default 1, as make api)"
     )
     parser.add_argument("--url", help="an already running API (its data is used as is; regions 1..N)")
-    parser.add_argument("--redis-url", default=Settings().redis_url, help="Redis for the self-started API")
+    parser.add_argument("--redis-url", default=Settings().redis_dsn, help="Redis for the self-started API")
     parser.add_argument("--p99-target-ms", type=float, default=10.0, help="exit 1 if p99 is above this")
     parser.add_argument("--json", action="store_true", help="print only the JSON summary")
     args = parser.parse_args()

@@ -228,7 +228,7 @@ def main(
     run = Run(
         run_id,
         settings.kafka_bootstrap,
-        settings.redis_url,
+        settings.redis_dsn,
         ROOT / ".data" / "bench" / run_id,
         timeout_s or preset["timeout"],
     )

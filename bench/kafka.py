@@ -16,16 +16,23 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.control import END_OF_STREAM, encode_control
-from app.settings import EVENTS_TOPIC_CONFIG
+from app.kafka_client import client_kwargs
+from app.settings import EVENTS_TOPIC_CONFIG, Settings
 
 BATCH_BYTES = 512 * 1024
 CONTROL_KEY = END_OF_STREAM.encode()
 
 
+def _client(bootstrap: str) -> dict[str, Any]:
+    """The environment's Kafka security options with the run's bootstrap, so a benchmark reaches a
+    SASL/TLS cluster the same way the worker does."""
+    return client_kwargs(Settings(kafka_bootstrap=bootstrap))
+
+
 async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     """An events topic as the worker and the replayer declare it (size-bounded retention only:
     record timestamps are event times, 30 days old in the backfill)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**_client(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=EVENTS_TOPIC_CONFIG)])
@@ -35,7 +42,7 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
 async def delete_topics(bootstrap: str, run_id: str) -> list[str]:
     """Delete every topic named after the run (Quix names its changelogs ``changelog__<group>...``)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**_client(bootstrap))
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if run_id in t]
@@ -51,8 +58,8 @@ async def uncommitted(bootstrap: str, group: str, topic: str, partitions: int) -
 
     Stronger than the workers' processed counters: a record is committed only after its
     batch's results were acknowledged and its state written, on whichever worker owns it now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**_client(bootstrap))
+    consumer = AIOKafkaConsumer(**_client(bootstrap), enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
@@ -71,7 +78,7 @@ class BatchProducer:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=BATCH_BYTES
+            **_client(bootstrap), acks="all", linger_ms=5, max_batch_size=BATCH_BYTES
         )
         self._partitions: list[int] = []
         self._route: dict[bytes, int] = {}
@@ -145,7 +152,7 @@ class Record:
 async def read_topic(bootstrap: str, topic: str, partitions: int) -> AsyncIterator[list[Record]]:
     """Every record in the topic up to its current end, in chunks, partition by partition in
     offset order (streamed: a million records do not have to fit in memory at once)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    consumer = AIOKafkaConsumer(**_client(bootstrap), enable_auto_commit=False, max_poll_records=5000)
     await consumer.start()
     try:
         for partition in range(partitions):

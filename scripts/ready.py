@@ -9,13 +9,14 @@ import sys
 import time
 
 from aiokafka.admin import AIOKafkaAdminClient
-from redis.asyncio import Redis
 
-from app.settings import get_settings
+from app.kafka_client import client_kwargs
+from app.redis_client import redis_client
+from app.settings import Settings, get_settings
 
 
-async def kafka_ok(bootstrap: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+async def kafka_ok(settings: Settings) -> bool:
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.list_topics()
@@ -26,8 +27,8 @@ async def kafka_ok(bootstrap: str) -> bool:
         await admin.close()
 
 
-async def redis_ok(url: str) -> bool:
-    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+async def redis_ok(settings: Settings) -> bool:
+    client = redis_client(settings, socket_connect_timeout=1, socket_timeout=2)
     try:
         return bool(await client.ping())
     except Exception:
@@ -46,13 +47,13 @@ async def main() -> int:
     deadline = time.monotonic() + args.timeout
     while True:
         if args.service == "kafka":
-            ok = await kafka_ok(settings.kafka_bootstrap)
+            ok = await kafka_ok(settings)
         else:
-            ok = await redis_ok(settings.redis_url)
+            ok = await redis_ok(settings)
         if ok:
             return 0
         if time.monotonic() > deadline:
-            target = settings.kafka_bootstrap if args.service == "kafka" else settings.redis_url
+            target = settings.kafka_bootstrap if args.service == "kafka" else settings.redis_url_masked
             print(f"{args.service}: no answer at {target} after {args.timeout:.0f}s", file=sys.stderr)
             return 1
         await asyncio.sleep(0.5)

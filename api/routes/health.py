@@ -10,6 +10,7 @@ freshness check off (Redis is still checked).
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -19,6 +20,8 @@ from api.deps import RedisDep, ServingDep, SettingsDep
 from api.metrics import redis_call
 from api.models import FreshnessCheck, HealthCheck, HealthChecks, HealthResponse
 from app.events import format_time_ms
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -40,7 +43,8 @@ async def health(
         redis_check = HealthCheck(ok=True, detail=f"PONG in {(time.perf_counter() - started) * 1000:.1f} ms")
         last_ms = await serving.store.last_final_ms()
     except (RedisError, OSError) as exc:
-        redis_check = HealthCheck(ok=False, detail=f"Redis is unreachable: {exc}")
+        log.warning("health check: Redis unreachable: %s", exc)
+        redis_check = HealthCheck(ok=False, detail="Redis unavailable")
         freshness = FreshnessCheck(
             ok=False,
             detail="not checked: Redis is unreachable",

@@ -25,6 +25,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis import Redis
 
+from app.kafka_client import client_kwargs
+from app.settings import Settings
 from tests.integration.stack import ROOT, Proc, wait_for
 
 SIZES_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000}
@@ -86,11 +88,15 @@ def start_replay(env: Mapping[str, str], tmp: Path, *args: str) -> Proc:
     return Proc([sys.executable, "-m", "producers.replay", *args, "--json"], env, tmp / "replay.log")
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Record]:
-    """Every record currently in ``topic``, partition by partition, in offset order."""
+def read_topic(
+    bootstrap: str, topic: str, timeout: float = 30, settings: Settings | None = None
+) -> list[Record]:
+    """Every record currently in ``topic``, partition by partition, in offset order; ``settings``
+    carry the security options of a SASL/TLS broker (default: the environment's)."""
+    kafka = client_kwargs(settings or Settings(kafka_bootstrap=bootstrap))
 
     async def _read() -> list[Record]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
         await consumer.start()
         try:
             parts = consumer.partitions_for_topic(topic) or set()

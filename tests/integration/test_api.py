@@ -158,7 +158,7 @@ def settings(stack: StackInfo, app_id: str) -> Settings:
 
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
+    client = Redis.from_url(settings.redis_dsn)
     yield client
     await delete_app_keys(client, settings.app_id)
     await client.aclose()
@@ -464,7 +464,7 @@ async def expire(redis: Redis, key: str) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_expired_windows_are_skipped_and_dropped_from_the_index(
+async def test_expired_windows_are_skipped(
     api: httpx.AsyncClient, redis: Redis, settings: Settings, written: Written
 ) -> None:
     keys = RedisKeys(settings.app_id)
@@ -490,8 +490,7 @@ async def test_expired_windows_are_skipped_and_dropped_from_the_index(
         params["cursor"] = body["next"]
     assert paged == starts
 
-    assert await redis.zscore(history_key, str(TOP_START_MS)) is None, "lazily dropped from the index"
-    assert await redis.zcard(history_key) == 20
+    assert await redis.zscore(history_key, str(TOP_START_MS)) is not None, "the API never writes"
 
     regions = {r["region_id"]: r["last_window_end"] for r in (await api.get("/regions?window=1m")).json()}
     assert regions[161] == "2019-03-04T16:11:00Z", "falls back to the newest retained window"
@@ -860,7 +859,7 @@ def test_503_while_redis_is_down_and_recovery_after(
             started = time.monotonic()
             resp = client.get(path)
             assert resp.status_code == 503, (path, resp.text)
-            assert resp.json()["detail"].startswith("Redis is unreachable")
+            assert resp.json()["detail"] == "Redis unavailable"
             assert resp.headers["retry-after"] == "1"
             assert time.monotonic() - started < 2, "503 must come fast"
         health = client.get("/health")
