@@ -11,7 +11,11 @@ _skipped_integration: list[str] = []
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/integration" in str(item.fspath).replace(os.sep, "/"):
+        path = str(item.fspath).replace(os.sep, "/")
+        if "tests/integration" in path:
+            item.add_marker(pytest.mark.integration)
+        if "tests/faults" in path:  # on the real stack too: never skipped either
+            item.add_marker(pytest.mark.fault)
             item.add_marker(pytest.mark.integration)
 
 

@@ -1,0 +1,253 @@
+"""Process, stack and Kafka helpers shared by the fault tests and the soak driver (bench/soak.py).
+
+Everything here drives real components: a private Kafka + Redis started by ``scripts/stack.sh``
+(so a test may stop and kill its broker without touching the shared one), real worker processes,
+the admin API for committed offsets, and ``/proc`` for a process's resident memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.integration.pipeline import (
+    Reference,
+    assert_matches_reference,
+    metric_values,
+    read_topic,
+    redis_final_windows,
+    reference_windows,
+    start_worker,
+    wait_final_windows,
+)
+from tests.integration.stack import ROOT, Proc, StackInfo, wait_for
+from tests.integration.test_processing import free_port
+
+STACK_SH = ROOT / "scripts" / "stack.sh"
+
+#: Short enough that a survivor takes a dead worker's partitions over in seconds, not 30 s.
+SESSION_TIMEOUT = "6s"
+
+
+@dataclass
+class PrivateStack:
+    """A Kafka broker + redis-server of one test, on free ports, under its own STACK_HOME.
+
+    The shared stack (9092 / 6379) belongs to everyone on the machine; a test that stops or kills
+    a broker must own it.
+    """
+
+    home: Path
+    kafka_port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    redis_port: int = field(default_factory=free_port)
+
+    @property
+    def info(self) -> StackInfo:
+        return StackInfo(f"localhost:{self.kafka_port}", f"redis://localhost:{self.redis_port}/0")
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPULSE_")}
+        env.update(
+            STACK_HOME=str(self.home),
+            KAFKA_PORT=str(self.kafka_port),
+            KAFKA_CONTROLLER_PORT=str(self.controller_port),
+            REDIS_PORT=str(self.redis_port),
+            STREAMPULSE_KAFKA_BOOTSTRAP=self.info.bootstrap,
+            STREAMPULSE_REDIS_URL=self.info.redis_url,
+            STREAMPULSE_KAFKA_HEAP="512m",
+        )
+        return env
+
+    def _stack(self, command: str, timeout: float = 180) -> None:
+        result = subprocess.run(
+            [str(STACK_SH), command],
+            env=self.env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0 and command == "up":
+            log = self.home / "logs" / "kafka.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise AssertionError(f"stack.sh up failed: {result.stdout}{result.stderr}\n{tail}")
+
+    def up(self) -> None:
+        """Start (or restart) what is not answering: the same command as the first start."""
+        self._stack("up")
+
+    def down(self) -> None:
+        self._stack("down", timeout=120)
+
+    def pid(self, service: str) -> int:
+        return int((self.home / "run" / f"{service}.pid").read_text().strip())
+
+    def kill(self, service: str, sig: int) -> None:
+        """Send ``sig`` to the service by its pid file and wait until the process is gone."""
+        pid = self.pid(service)
+        os.kill(pid, sig)
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for(gone, 90, interval=0.2, what=f"{service} (pid {pid}) to exit after signal {sig}")
+
+    def log(self, service: str) -> str:
+        path = self.home / "logs" / f"{service}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def fault_env(base: Mapping[str, str], info: StackInfo | None = None, **settings: str) -> dict[str, str]:
+    """A worker/replayer environment with the fault suite's short session timeout."""
+    env = dict(base)
+    env["STREAMPULSE_SESSION_TIMEOUT"] = SESSION_TIMEOUT
+    if info is not None:
+        env["STREAMPULSE_KAFKA_BOOTSTRAP"] = info.bootstrap
+        env["STREAMPULSE_REDIS_URL"] = info.redis_url
+    for name, value in settings.items():
+        env[f"STREAMPULSE_{name.upper()}"] = value
+    return env
+
+
+@dataclass
+class Worker:
+    """A worker process and the web port its metrics are on."""
+
+    proc: Proc
+    port: int
+
+    def processed(self) -> float:
+        return sum(metric_values(self.port, "streampulse_events_processed_total"))
+
+
+def launch_worker(env: Mapping[str, str], tmp: Path, name: str) -> Worker:
+    """``start_worker`` on a free port; a new ``name`` means a new, empty RocksDB directory."""
+    port = free_port()
+    return Worker(start_worker(env, tmp, name, port), port)
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets on ``topic`` (partitions without one are absent)."""
+
+    async def _read() -> dict[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        finally:
+            await admin.close()
+        return {
+            tp.partition: meta.offset
+            for tp, meta in offsets.items()
+            if tp.topic == topic and meta.offset >= 0
+        }
+
+    return asyncio.run(_read())
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    async def _read() -> dict[int, int]:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in partitions]
+            ends = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+        return {tp.partition: off for tp, off in ends.items()}
+
+    return asyncio.run(_read())
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One record to produce as-is: the fault tests write what no well-behaved producer would."""
+
+    value: bytes
+    key: bytes | None = b"7"
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None  # None: the producer's clock (not the event time)
+    partition: int | None = None
+
+
+def produce_raw(bootstrap: str, topic: str, records: Iterable[Raw]) -> list[tuple[int, int]]:
+    """Produce each record and wait for its ack; returns (partition, offset) of each."""
+
+    async def _send() -> list[tuple[int, int]]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2 << 20, acks="all")
+        await producer.start()
+        out = []
+        try:
+            for rec in records:
+                meta = await producer.send_and_wait(
+                    topic,
+                    rec.value,
+                    key=rec.key,
+                    headers=list(rec.headers),
+                    timestamp_ms=rec.timestamp_ms,
+                    partition=rec.partition,
+                )
+                out.append((meta.partition, meta.offset))
+        finally:
+            await producer.stop()
+        return out
+
+    return asyncio.run(_send())
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of a process from /proc (None once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def first_final_window(redis_url: str, app_id: str) -> bool:
+    return bool(redis_final_windows(redis_url, app_id))
+
+
+def now_ms() -> int:
+    return round(time.time() * 1000)
+
+
+def assert_exact(info: StackInfo, app_id: str, events_topic: str, timeout: float = 120) -> Reference:
+    """The final windows in Redis equal the reference over the events topic as stored."""
+    ref = reference_windows(read_topic(info.bootstrap, events_topic))
+    assert ref.windows, "the input must give final windows for this check to mean anything"
+    try:
+        got = wait_final_windows(info.redis_url, app_id, len(ref.windows), timeout=timeout)
+    except AssertionError:
+        got = redis_final_windows(info.redis_url, app_id)  # say which windows are missing
+    assert_matches_reference(got, ref)
+    return ref
+
+
+def topic_of(app_id: str, base: str) -> str:
+    """The contract's topic naming: bare names for the default app id, prefixed for any other."""
+    return base if app_id == "streampulse" else f"{app_id}.{base}"
+
+
+def worker_log_problems(text: str) -> list[str]:
+    """Lines a healthy worker never logs: a crash, or a subscription missing its topic."""
+    needles = ("Ignoring missing topic", "Crashed reason=", "Traceback (most recent call last)")
+    return [line for line in text.splitlines() if any(n in line for n in needles)]
