@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup up down clean status logs worker api demo test test-unit lint bench bench-quick dashboards
+.PHONY: setup up down clean status logs worker api demo test test-unit lint bench bench-quick soak dashboards
 
 setup:
 	@scripts/setup.sh
@@ -53,3 +53,7 @@ bench:
 
 bench-quick:
 	@STREAMPULSE_EXTRAS=test,bench scripts/setup.sh && scripts/stack.sh up && $(BIN)/python -m bench --quick
+
+# 10 minutes at half the measured live rate, a worker SIGKILL + restart every 2 minutes; report in bench/results/.
+soak:
+	@STREAMPULSE_EXTRAS=test,bench scripts/setup.sh && scripts/stack.sh up && $(BIN)/python -m bench.soak

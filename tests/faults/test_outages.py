@@ -1,0 +1,156 @@
+"""Outages of the services the pipeline depends on, while events flow.
+
+The broker is a private one (this test stops and kills it); Redis is a private redis-server. The
+replayer and the worker must ride through either outage and end with the reference's windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.faults.harness import (
+    PrivateStack,
+    Worker,
+    assert_exact,
+    fault_env,
+    late_records,
+    launch_worker,
+    not_idle_marker,
+    topic_of,
+    worker_log_problems,
+)
+from tests.integration.pipeline import start_replay, wait_worker_ready
+from tests.integration.stack import Proc, StackInfo, wait_for
+from tests.integration.test_processing import free_port, generate_canonical
+
+OUTAGE_S = 30
+REDIS_OUTAGE_S = 90
+IDLE_TIMEOUT = "10s"
+
+
+def _hold(seconds: float, worker: Worker, what: str) -> None:
+    """Let an outage last ``seconds``, failing as soon as the worker dies during it."""
+    end = time.monotonic() + seconds
+
+    def over() -> bool:
+        if not worker.proc.alive():
+            raise AssertionError(f"worker exited during {what}:\n{worker.proc.output()[-3000:]}")
+        return time.monotonic() >= end
+
+    wait_for(over, seconds + 5, interval=0.5, what=what)
+
+
+def _processes_more(worker: Worker, events: int, timeout: float, what: str) -> None:
+    start = worker.processed()
+    wait_for(lambda: worker.processed() > start + events, timeout, what=what)
+
+
+def test_broker_stopped_and_killed_for_30s_mid_replay(
+    private_stack: PrivateStack,
+    app_id: str,
+    sp_env: dict[str, str],
+    tmp_path: Path,
+    workers: list[Worker],
+    procs: list[Proc],
+) -> None:
+    """SIGTERM (clean shutdown) then SIGKILL (no shutdown at all) of the broker, 30 s each."""
+    info = private_stack.info
+    env = fault_env(sp_env, info)
+    data = tmp_path / "events.jsonl"
+    generate_canonical(data, 9000, seed=404, regions=10)
+    worker = launch_worker(env, tmp_path, "w1")
+    workers.append(worker)
+    wait_worker_ready(worker.proc)
+    feeder = start_replay(env, tmp_path, str(data), "--rate", "60", "--rejects", str(tmp_path / "rej.jsonl"))
+    procs.append(feeder)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _processes_more(worker, 200, 60, "processing before the outage")
+        assert feeder.alive(), feeder.output()[-2000:]
+        private_stack.kill("kafka", sig)
+        _hold(OUTAGE_S, worker, f"the broker outage ({sig.name})")
+        private_stack.up()
+        _processes_more(worker, 100, 90, f"processing after the {sig.name} outage")
+    wait_for(lambda: not feeder.alive(), 240, what="the replay to finish")
+    assert feeder.popen.returncode == 0, f"the replayer did not ride through: {feeder.output()[-2000:]}"
+    assert_exact(info, app_id, topic_of(app_id, "events"), timeout=120)
+    assert worker.proc.alive()
+    assert not worker_log_problems(worker.proc.output()), worker_log_problems(worker.proc.output())[:5]
+
+
+def _members(bootstrap: str, group: str) -> list[str]:
+    """Member ids of the group: the same id before and after an outage means it never left."""
+
+    async def _describe() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            responses = await admin.describe_consumer_groups([group])
+        finally:
+            await admin.close()
+        return sorted(member[0] for resp in responses for g in resp.groups for member in g[5])
+
+    return asyncio.run(_describe())
+
+
+def _redis_answers(port: int) -> bool:
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() == "PONG"
+
+
+def test_redis_down_90s_closes_no_window_early_and_loses_nothing(
+    stack: StackInfo,
+    app_id: str,
+    sp_env: dict[str, str],
+    tmp_path: Path,
+    workers: list[Worker],
+    procs: list[Proc],
+) -> None:
+    """Longer than IDLE_TIMEOUT and the session timeout: no idle marker behind a backlog, no rebalance."""
+    redis_port = free_port()
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    redis_cmd = [
+        shutil.which("redis-server") or "redis-server",
+        *("--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(redis_dir)),
+        *("--appendonly", "yes", "--save", ""),
+    ]
+    info = StackInfo(stack.bootstrap, f"redis://127.0.0.1:{redis_port}/0")
+    env = fault_env(sp_env, info, idle_timeout=IDLE_TIMEOUT)
+    redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
+    procs.append(redis_proc)
+    wait_for(lambda: _redis_answers(redis_port), 20, what="test redis")
+    data = tmp_path / "events.jsonl"
+    generate_canonical(data, 7000, seed=505, regions=10)
+    worker = launch_worker(env, tmp_path, "w1")
+    workers.append(worker)
+    wait_worker_ready(worker.proc)
+    feeder = start_replay(env, tmp_path, str(data), "--rate", "50", "--rejects", str(tmp_path / "rej.jsonl"))
+    procs.append(feeder)
+    wait_for(lambda: worker.processed() > 300, 60, what="processing before the outage")
+    members = _members(stack.bootstrap, app_id)
+    assert len(members) == 1, members
+    redis_proc.stop()
+    _hold(REDIS_OUTAGE_S, worker, "the Redis outage")
+    assert feeder.alive(), "the outage must happen while events flow"
+    redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
+    procs.append(redis_proc)
+    wait_for(lambda: _redis_answers(redis_port), 20, what="test redis back")
+    assert _members(stack.bootstrap, app_id) == members, "the worker left the group during the outage"
+    wait_for(lambda: not feeder.alive(), 180, what="the replay to finish")
+    assert feeder.popen.returncode == 0, feeder.output()[-2000:]
+    # The reference ignores idle markers: none may be needed (events never stop), so the windows
+    # and the late events must be what the replayer's records alone give.
+    ref = assert_exact(info, app_id, topic_of(app_id, "events"), timeout=120, keep=not_idle_marker)
+    late = late_records(stack.bootstrap, topic_of(app_id, "events-late"), len(ref.late))
+    assert late == ref.late, f"late but not per the reference: {sorted(late - ref.late)[:10]}"
+    assert worker.proc.alive()
+    assert _members(stack.bootstrap, app_id) == members
