@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 from faust import Event
 from faust import streams as faust_streams
-from faust.types import Message
+from faust.types import TP, Message
 
 from api.zones import load_zones
-from app import batches, metrics
+from app import batches, faults, metrics
 from app.control import IDLE, control_kind, decode_control, encode_control
-from app.events import TripEvent, format_time_ms, parse_event
+from app.events import Rejection, TripEvent, default_limits, format_time_ms, parse_event
 from app.main import app, settings
 from app.publish import publish
 from app.topics import dlq_topic, events_topic, late_topic
@@ -61,8 +62,18 @@ BATCH_MAX = 10_000
 #: latency, and what saves rewriting the same windows' state for every single record.
 BATCH_LINGER_S = 0.02
 BATCH_RETRY_S = 1.0
+BATCH_RETRY_MAX_S = 10.0
+#: Attempts of a batch that fails on its own data (not on the broker or the disk) before its
+#: records are processed one at a time and the one that fails alone is dead-lettered.
+BATCH_ATTEMPTS = 3
 CLOSED_AT_HEADER = "streampulse-closed-at-ms"
 PRODUCER_BUFFER_MAX = 4 * BATCH_MAX
+#: Dead-lettered values and keys are cut to these sizes (the original size is in a header):
+#: the producer refuses requests over 1,000,000 bytes, and the broker accepts slightly more.
+DLQ_VALUE_MAX = 900_000
+DLQ_KEY_MAX = 1024
+#: Failures of the infrastructure rather than of a record: retried for as long as they last.
+_INFRA_ERRORS = (KafkaError, OSError)
 
 #: Fetched records of the events topic wait here for the agent (bounded: fetching pauses).
 inbox = batches.inbox(app, settings.events, max_buffered=4 * BATCH_MAX)
@@ -75,6 +86,9 @@ _states: dict[int, PartitionState] = {}
 #: Wall-clock time a record was last seen per partition, and whether an idle marker is pending.
 _last_seen: dict[int, float] = {}
 _idle_sent: set[int] = set()
+#: Partitions whose last changelog writes were not acknowledged, with the slots whose tombstones
+#: went unacknowledged: the next store re-sends their whole state (RocksDB already has it).
+_changelog_behind: dict[int, set[Slot]] = {}
 #: Open windows changed since the last live mirror, with the oldest unmirrored record timestamp.
 #: The aggregate itself is kept, not its record: the record is built only when the mirror runs
 #: (once a second), not for every window on every batch.
@@ -162,12 +176,23 @@ async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> N
             _states.pop(tp.partition, None)
 
 
-def _dlq_headers(msg: Message, reason: str, message: str) -> list[tuple[str, bytes]]:
-    return [
+def _dlq_record(
+    msg: Message, reason: str, message: str
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """Key, value and headers of a dead letter: the record as it came (cut to a size the
+    producer accepts, the original size kept), why it was refused, and where it came from."""
+    value = msg.value or b""
+    headers = [
         ("streampulse-error-reason", reason.encode()),
         ("streampulse-error-message", message.encode()[:1000]),
         ("streampulse-source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
+        ("streampulse-original-size", str(len(value)).encode()),
     ]
+    if len(value) > DLQ_VALUE_MAX:
+        value = value[:DLQ_VALUE_MAX]
+        headers.append(("streampulse-truncated", b"true"))
+    key = msg.key[:DLQ_KEY_MAX] if msg.key is not None else None
+    return key, value, headers
 
 
 def _headers(msg: Any) -> list[tuple[str, bytes]]:
@@ -208,10 +233,13 @@ async def _apply_record(state: PartitionState, msg: Message, sends: list[Any], t
     """Apply one record; returns True for a folded trip event. Bad input goes to the DLQ."""
     kind = control_kind(_headers(msg)) if msg.headers else None
     if kind is not None:
-        control = decode_control(kind, msg.value)
-        if control is None:
-            metrics.EVENTS_INVALID.labels("invalid_control").inc()
-            sends.append(await _send_dlq(msg, "invalid_control", "control record without event_time_ms"))
+        control = decode_control(kind, msg.value, default_limits().latest_ms())
+        if isinstance(control, Rejection):
+            metrics.EVENTS_INVALID.labels(control.reason).inc()
+            log.warning(
+                "invalid control record %s/%d/%d: %s", msg.topic, msg.partition, msg.offset, control.message
+            )
+            sends.append(await _send_dlq(msg, control.reason, control.message))
         else:
             state.apply_control(control.event_time_ms)
             metrics.CONTROL_RECORDS.labels(kind).inc()
@@ -273,9 +301,13 @@ async def _fold_partition(partition: int, messages: Sequence[Message], sends: li
     if final:
         records = []
         for key, agg in final:
-            record = window_record(key[1], SIZE_NAMES[key[0]], key[0], key[2], agg, final=True)
             live_dirty.pop(key, None)
-            records.append((str(key[1]).encode(), orjson.dumps(record)))
+            try:
+                record = window_record(key[1], SIZE_NAMES[key[0]], key[0], key[2], agg, final=True)
+                records.append((str(key[1]).encode(), orjson.dumps(record)))
+            except Exception:  # finalizing never stops a partition; a bug here is logged loudly
+                log.exception("final window %r could not be emitted", key)
+                metrics.EVENTS_INVALID.labels("unemittable_window").inc()
         for size_ms, count in Counter(key[0] for key, _ in final).items():
             metrics.WINDOWS_FINALIZED.labels(SIZE_NAMES[size_ms]).inc(count)
         headers = [(CLOSED_AT_HEADER, str(int(time.time() * 1000)).encode())]
@@ -300,7 +332,16 @@ def _store_partition(partition: int, folded: _Folded) -> None:
         dirty_slots.add((key[0], key[2]))
         prev = live_dirty.get(key)
         live_dirty[key] = (agg, prev[1] if prev else (folded.newest_ts or now))
-    for slot in dirty_slots:
+    behind = _changelog_behind.get(partition)
+    if behind is not None:
+        # The changelog may miss writes RocksDB has: send the partition's whole state again.
+        dirty_slots |= set(state.slots)
+        for slot in behind - set(state.slots):
+            state_table.send_changelog(partition, slot_table_key(partition, slot), None)
+    half = len(dirty_slots) // 2
+    for i, slot in enumerate(dirty_slots):
+        if i == half and folded.final_slots:
+            faults.reached("mid-state-write")
         state_table[slot_table_key(partition, slot)] = slot_state(state.slot_windows(slot))
     state.persisted |= dirty_slots
     state_table[progress_table_key(partition)] = state.progress.to_state()
@@ -331,7 +372,8 @@ def _partition_event(msg: Message) -> Event:
 
 
 async def _send_dlq(msg: Message, reason: str, message: str) -> Any:
-    return await dlq_topic.send(key=msg.key, value=msg.value, headers=_dlq_headers(msg, reason, message))
+    key, value, headers = _dlq_record(msg, reason, message)
+    return await dlq_topic.send(key=key, value=value, headers=headers)
 
 
 async def _send_late(ev: TripEvent, partition: int, late: LateEvent) -> Any:
@@ -350,19 +392,43 @@ async def _send_late(ev: TripEvent, partition: int, late: LateEvent) -> Any:
     return await late_topic.send(key=str(ev.region_id).encode(), value=value)
 
 
+class _StoreFailed(Exception):
+    """Writing the table or getting its changelog acknowledged failed: the disk or the broker,
+    not the batch's records, so it is retried for as long as it lasts."""
+
+
 async def _process_batch(messages: list[Message]) -> None:
     by_partition: dict[int, list[Message]] = defaultdict(list)
     for msg in messages:
         by_partition[msg.partition].append(msg)
     sends: list[Any] = []
     folded = {p: await _fold_partition(p, part, sends) for p, part in by_partition.items()}
+    finalized = any(part.final_slots for part in folded.values())
     # One wait for the broker's acks per batch (not per partition), then the state writes.
     if sends:
         await asyncio.gather(*sends)
+    if finalized:
+        faults.reached("after-publish")
     _check_flow()
-    for partition, part in folded.items():
-        _store_partition(partition, part)
-    faust_streams._current_event.set(None)
+    try:
+        for partition, part in folded.items():
+            _store_partition(partition, part)
+    except Exception as exc:
+        raise _StoreFailed(f"storing the batch's state failed: {exc!r}") from exc
+    finally:
+        faust_streams._current_event.set(None)
+    # Offsets are committed only for state the changelog holds: a worker taking over recovers it.
+    written = state_table.take_unacked()
+    try:
+        await asyncio.gather(*written)
+    except Exception as exc:
+        for partition, part in folded.items():
+            _changelog_behind.setdefault(partition, set()).update(part.final_slots)
+        raise _StoreFailed(f"the broker did not acknowledge the changelog: {exc!r}") from exc
+    for partition in folded:
+        _changelog_behind.pop(partition, None)
+    if finalized:
+        faults.reached("before-commit")
 
 
 def _forget_batch_state(messages: list[Message]) -> None:
@@ -371,6 +437,64 @@ def _forget_batch_state(messages: list[Message]) -> None:
     for partition in {msg.partition for msg in messages}:
         _states.pop(partition, None)
     faust_streams._current_event.set(None)
+
+
+async def _run_batch(messages: list[Message], *, alone: bool = False) -> None:
+    """Process a batch until its effects are stored; raises :class:`_Revoked` on a rebalance.
+
+    A failure of the broker, the network or the disk is retried with backoff for as long as it
+    lasts (a record is never dead-lettered for it). A failure caused by the batch itself is
+    retried ``BATCH_ATTEMPTS`` times; then its records go through one at a time, and a record
+    that still fails alone is dead-lettered with the error, so the partition moves on.
+    """
+    attempts, backoff = 0, BATCH_RETRY_S
+    while True:
+        try:
+            await _process_batch(messages)
+            return
+        except _Revoked:
+            _forget_batch_state(messages)
+            raise
+        except (_StoreFailed, *_INFRA_ERRORS) as exc:
+            log.warning("batch of %d records not stored (%s); retrying in %.0fs", len(messages), exc, backoff)
+            metrics.BATCH_RETRIES.inc()
+            _forget_batch_state(messages)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BATCH_RETRY_MAX_S)
+        except Exception as exc:
+            attempts += 1
+            log.exception(
+                "batch of %d records failed (attempt %d of %d)", len(messages), attempts, BATCH_ATTEMPTS
+            )
+            metrics.BATCH_RETRIES.inc()
+            _forget_batch_state(messages)
+            if attempts < BATCH_ATTEMPTS:
+                await asyncio.sleep(BATCH_RETRY_S)
+            elif not alone:
+                for msg in messages:
+                    await _run_batch([msg], alone=True)
+                return
+            else:
+                await _dead_letter_poison(messages[0], exc)
+                return
+
+
+async def _dead_letter_poison(msg: Message, exc: Exception) -> None:
+    """Dead-letter a record that fails on its own, and store that its partition is past it."""
+    state = _partition_state(msg.partition)
+    if state.is_duplicate(msg.offset):
+        return
+    log.error("record %s/%d/%d fails alone (%r): dead-lettered", msg.topic, msg.partition, msg.offset, exc)
+    await (await _send_dlq(msg, "processing_error", repr(exc)[:500]))
+    metrics.EVENTS_INVALID.labels("processing_error").inc()
+    metrics.POISON_RECORDS.inc()
+    state.mark_applied(msg.offset)
+    faust_streams._current_event.set(weakref.ref(_partition_event(msg)))
+    try:
+        state_table[progress_table_key(msg.partition)] = state.progress.to_state()
+    finally:
+        faust_streams._current_event.set(None)
+    await asyncio.gather(*state_table.take_unacked())
 
 
 @app.agent(events_topic)
@@ -391,19 +515,11 @@ async def aggregate_trips(stream: Any) -> None:
         messages = await inbox.take(BATCH_MAX, BATCH_LINGER_S)
         _batch_idle.clear()
         try:
-            await _process_batch(messages)
+            await _run_batch(messages)
         except _Revoked:
             # Not acked: after the rebalance the records are fetched again by their owner, from
             # the committed offset, and applied to that partition's stored state.
             log.info("rebalance during a batch of %d records: stopped it", len(messages))
-            _forget_batch_state(messages)
-            continue
-        except Exception:
-            log.exception("batch of %d records failed; retrying from the stored state", len(messages))
-            metrics.BATCH_RETRIES.inc()
-            _forget_batch_state(messages)
-            inbox.requeue(messages)
-            await asyncio.sleep(BATCH_RETRY_S)
             continue
         finally:
             _batch_idle.set()
@@ -412,13 +528,16 @@ async def aggregate_trips(stream: Any) -> None:
 
 @app.timer(5.0)
 async def observe_consumer_lag() -> None:
-    """Records behind each assigned partition's high watermark (what the lag alert watches)."""
-    consumer = app.consumer
-    for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        position = await consumer.position(tp)
-        if highwater is not None and position is not None:
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+    """Records not yet committed per assigned partition (what the lag alert watches): counted
+    from the committed offset, not the fetch position, so a stalled partition shows."""
+    consumer: Any = app.consumer
+    try:
+        for tp in consumer.assignment():
+            lag = consumer.uncommitted(tp)
+            if lag is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+    except Exception as exc:  # the assignment can change under the loop during a rebalance
+        log.debug("consumer lag not observed this time: %r", exc)
 
 
 @app.task
@@ -435,12 +554,24 @@ async def send_idle_markers() -> None:
     if not idle_ms:
         return
     now = time.time()
+    consumer = app.consumer
+    assigned = consumer.assignment()
     for partition, state in list(_states.items()):
         seen = _last_seen.get(partition)
         if seen is None or partition in _idle_sent or not state.windows:
             continue
-        if (now - seen) * 1000 >= idle_ms and state.progress.max_event_ms is not None:
-            value, headers = encode_control(IDLE, state.progress.max_event_ms)
-            await events_topic.send(value=value, headers=headers, partition=partition)
-            _idle_sent.add(partition)
-            log.info("partition %d idle for %.0fs: closing its windows", partition, now - seen)
+        if (now - seen) * 1000 < idle_ms or state.progress.max_event_ms is None:
+            continue
+        # Quiet, and caught up: every record the partition holds is processed. A worker that is
+        # only held up (Redis down, a long batch) has a backlog and must not close windows early.
+        tp = TP(settings.events, partition)
+        if tp not in assigned or state.progress.offset + 1 < consumer.highwater(tp):
+            continue
+        value, headers = encode_control(IDLE, state.progress.max_event_ms)
+        try:
+            await (await events_topic.send(value=value, headers=headers, partition=partition))
+        except Exception as exc:  # sent again on the next tick
+            log.warning("idle marker for partition %d not sent (%r); retrying", partition, exc)
+            continue
+        _idle_sent.add(partition)
+        log.info("partition %d idle for %.0fs: closing its windows", partition, now - seen)

@@ -4,19 +4,24 @@ Faust moves every record through ``Consumer._drain_messages`` → ``Conductor.on
 channel queue → ``Stream.__aiter__``, with tasks and event-loop turns per message
 (``Service.wait_first`` wraps each delivery in futures): on this hardware a Faust agent that only
 iterates its stream tops out at a few thousand messages/s, well below what the aggregation
-itself costs (../shared/notes/faust-pitfalls.md). The aggregation wants records a fetched batch
-at a time anyway, so for topics with an :class:`Inbox` the drain hands each fetched batch over
-whole; every other topic keeps Faust's normal path.
+itself costs (docs/processing.md). The aggregation wants records a fetched batch at a time
+anyway, so for topics with an :class:`Inbox` the drain hands each fetched batch over whole;
+every other topic keeps Faust's normal path.
 
 Everything else stays Faust's: the consumer group, assignment, table recovery before fetching
-resumes, pausing and seeking, commit bookkeeping — a message is acked when the agent has
-finished its batch (``Consumer.ack``), so offsets commit exactly as they would through a Stream —
-and Faust's received-message metrics, counted per batch. On a rebalance
-Faust clears the inbox like its own stream buffers (``flow_control.clear``) and seeks back to
-the committed offsets; messages of an older consumer generation are dropped, never acked.
+resumes, pausing, commit bookkeeping — a message is acked when the agent has finished its batch
+(``Consumer.ack``), so offsets commit exactly as they would through a Stream — and Faust's
+received-message metrics, counted per batch. On a rebalance Faust clears the inbox like its own
+stream buffers (``flow_control.clear``); messages of an older consumer generation are dropped,
+never acked.
 
-Pinned with faust-streaming==0.15.3 (private consumer attributes) and covered by the
-integration tests (recovery after SIGKILL, two workers with one killed).
+No fetched record is ever lost on the way: after every rebalance each assigned inbox partition
+is positioned explicitly (committed offset, or its first offset), every path that drops fetched
+records seeks their partition back to the first one not delivered (:func:`plan_delivery`), and a
+full inbox takes its partitions out of the fetch instead of blocking the drain for everyone.
+
+Pinned with faust-streaming==0.15.3 (private consumer attributes) and covered by unit tests of
+the delivery plan and the integration and fault tests (kills, rebalances, outages).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -59,9 +65,6 @@ class Inbox:
     @property
     def full(self) -> bool:
         return not self._room.is_set()
-
-    async def wait_for_room(self) -> None:
-        await self._room.wait()
 
     def requeue(self, messages: list[Message]) -> None:
         """Put a batch back in front, to be taken again in the same order."""
@@ -106,11 +109,55 @@ class Inbox:
                 consumer.ack(message)
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do with one partition's fetched records: hand ``records[skip:]`` to the inbox
+    (``deliver``), or none of them and seek the partition back to ``rewind_to``."""
+
+    skip: int = 0
+    deliver: bool = True
+    rewind_to: int | None = None
+
+
+def plan_delivery(offsets: Sequence[int], expected: int | None, *, deliverable: bool, sought: bool) -> Plan:
+    """Decide a partition's fetched records, from their offsets alone.
+
+    ``expected`` is the next offset the inbox wants (set when the partition was positioned after
+    a rebalance, then moved past every delivered record); ``None`` when it is not positioned.
+    ``sought`` says a seek ran while these records were being fetched, so they may come from a
+    position that seek abandoned.
+
+    Records below ``expected`` were delivered already (or precede the committed offset) and are
+    skipped. Records that cannot be delivered now (a rebalance holds the flow, the partition is
+    paused) are dropped and the partition is sought back to ``expected``: the fetch position has
+    moved past them, and nothing else would bring them back. A fetch that overlapped a seek and
+    starts past ``expected`` comes from the old position: delivering it would skip records.
+    """
+    if expected is None:
+        return Plan(deliver=deliverable)
+    skip = 0
+    while skip < len(offsets) and offsets[skip] < expected:
+        skip += 1
+    if skip == len(offsets):
+        return Plan(skip=skip, deliver=False)
+    if not deliverable or (sought and offsets[skip] > expected):
+        return Plan(skip=skip, deliver=False, rewind_to=expected)
+    return Plan(skip=skip)
+
+
 class BatchConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer; records of topics with an inbox go there a batch at a time."""
 
     inboxes: ClassVar[dict[str, Inbox]] = {}
     _seeks = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Next offset each inbox partition wants; set for every assigned partition after each
+        #: rebalance (:meth:`perform_seek`), moved forward by delivery.
+        self._next_offset: dict[TP, int] = {}
+        #: Where each inbox partition was positioned after the last rebalance.
+        self._start_offset: dict[TP, int] = {}
 
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set
@@ -140,42 +187,88 @@ class BatchConsumer(aiokafka_driver.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
+    def _get_active_partitions(self) -> set[TP]:
+        """Faust's active partitions less those whose inbox is full: their records stay in the
+        fetcher until the agent made room, while every other partition keeps flowing (a sink
+        waiting for Redis must not stop the aggregation)."""
+        active = super()._get_active_partitions()
+        held = {tp for tp in active if (box := self.inboxes.get(tp.topic)) is not None and box.full}
+        return active - held if held else active
+
     async def perform_seek(self) -> None:
-        """Faust seeks the stream partitions to their committed offsets after every rebalance;
-        counted before and after, so a fetch that overlapped a seek can be told apart."""
+        """After every rebalance Faust seeks the partitions that have a committed offset; every
+        assigned inbox partition is then positioned explicitly — at its committed offset, or at
+        its first offset when the group never committed one (aiokafka would otherwise leave it
+        wherever an in-flight fetch moved it). Counted before and after, so a fetch that
+        overlapped a seek can be told apart."""
         self._seeks += 1
         try:
             await super().perform_seek()
+            await self._position_inbox_partitions()
         finally:
             self._seeks += 1
+
+    async def _position_inbox_partitions(self) -> None:
+        # Faust's perform_seek has just stored what the group committed: None or -1 (aiokafka
+        # versions differ) when nothing was.
+        committed = {tp: offset for tp, offset in self._committed_offset.items() if offset and offset > 0}
+        tps = [tp for tp in self.assignment() if tp.topic in self.inboxes]
+        self._next_offset = {}
+        self._start_offset = {}
+        fresh = [tp for tp in tps if tp not in committed]
+        first = await self.earliest_offsets(*fresh) if fresh else {}
+        for tp in tps:
+            offset = committed.get(tp) or first.get(tp) or 0
+            await self.seek(tp, offset)
+            self._next_offset[tp] = self._start_offset[tp] = offset
+
+    def uncommitted(self, tp: TP) -> int | None:
+        """Records of an inbox partition the group has not committed yet (``None`` for other
+        topics): from the committed offset, not the fetch position, so a partition whose records
+        were fetched but never processed shows its whole backlog."""
+        if tp.topic not in self.inboxes or tp not in self._start_offset:
+            return None
+        highwater = self.highwater(tp)
+        if highwater is None:
+            return None
+        committed = self._committed_offset.get(tp)
+        base = committed if committed and committed > 0 else self._start_offset[tp]
+        return max(0, highwater - base)
+
+    async def _rewind(self, tp: TP, offset: int) -> None:
+        if tp in self.assignment():
+            await self.seek(tp, offset)
 
     async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None, seeks: int) -> None:
         generation = self.app.consumer_generation_id
         commit_every = self._commit_every
         for tp, tp_records in records.items():
-            if not self.flow_active or self.app.consumer_generation_id != generation:
-                return
-            if active is not None and tp not in active and tp not in self._buffered_partitions:
-                continue
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            deliverable = (
+                self.flow_active
+                and self.app.consumer_generation_id == generation
+                and (active is None or tp in active or tp in self._buffered_partitions)
+            )
             inbox = self.inboxes.get(tp.topic)
             if inbox is not None:
-                # Like Faust's conductor: nothing enters a stream buffer while a rebalance holds
-                # the flow. If a rebalance sought to the committed offsets while this fetch was
-                # under way, its records may come from the old position, ahead of records never
-                # processed: those are dropped and fetched again rather than allowed to move the
-                # read offset past them.
-                await self.app.flow_control.acquire()
-                if self._seeks != seeks and await self._fetched_ahead(tp, tp_records):
+                plan = plan_delivery(
+                    [r.offset for r in tp_records],
+                    self._next_offset.get(tp),
+                    deliverable=deliverable,
+                    sought=self._seeks != seeks,
+                )
+                if plan.rewind_to is not None:
+                    await self._rewind(tp, plan.rewind_to)
+                if not plan.deliver:
                     continue
-                messages = await self._new_messages(tp, tp_records)
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                messages = await self._new_messages(tp, tp_records[plan.skip :])
                 if messages:
+                    self._next_offset[tp] = messages[-1].offset + 1
                     self._count_in(tp, messages)
                 inbox.put(messages)
                 self.app.monitor.stream_inbound_time[tp] = time.monotonic()
-                if inbox.full:
-                    await self.wait_first(inbox.wait_for_room(), self.suspend_flow.wait())
-            else:
+            elif deliverable:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 for message in await self._new_messages(tp, tp_records):
                     await self.wait_first(self.callback(message), self.suspend_flow.wait())
             if commit_every is not None and self._n_acked >= commit_every:
@@ -197,17 +290,6 @@ class BatchConsumer(aiokafka_driver.Consumer):
             prometheus.messages_received_per_topics_partition.labels(
                 topic=tp.topic, partition=tp.partition
             ).set(last)
-
-    async def _fetched_ahead(self, tp: TP, tp_records: list[Any]) -> bool:
-        """After a seek that overlapped the fetch: True (and seek again) when these records start
-        past the offset the seek set, i.e. they come from the old position."""
-        while self._seeks % 2:  # a seek still under way: its offsets are not set yet
-            await asyncio.sleep(0.01)
-        expected = self._read_offset[tp]
-        if not tp_records or tp_records[0].offset <= (expected or 0):
-            return False
-        await self.seek(tp, expected or 0)
-        return True
 
     async def _new_messages(self, tp: TP, tp_records: list[Any]) -> list[Message]:
         """Faust's checks per record: skip what was read already, note offset gaps to commit."""

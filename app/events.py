@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -21,13 +23,51 @@ from pydantic import (
     Field,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from app.settings import get_settings
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MAX_EPOCH_S = 253_402_300_799  # 9999-12-31T23:59:59Z
 _NUMERIC_RE = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+_MIN_FORMATTABLE_MS = (datetime.min.replace(tzinfo=UTC) - EPOCH) // _MS
+_MAX_FORMATTABLE_MS = (datetime.max.replace(tzinfo=UTC) - EPOCH) // _MS
+#: The rejection reason of an event time too far ahead of the wall clock.
+FUTURE = "future"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The bounds of a valid event that come from the settings and the wall clock.
+
+    Kafka 4 refuses records stamped more than an hour ahead of its clock, and a window that far
+    in the future would hold its partition's watermark hostage: such events are rejected here,
+    by the model, so the replayer reports them instead of the broker failing a whole batch.
+    ``now_ms`` is injectable so the rule is testable without waiting.
+    """
+
+    max_future_ms: int
+    max_region_id: int
+    now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+
+    def latest_ms(self) -> int:
+        return self.now_ms() + self.max_future_ms
+
+
+@lru_cache(maxsize=1)
+def default_limits() -> Limits:
+    """The limits of this process's settings (``MAX_FUTURE``, ``MAX_REGION_ID``)."""
+    settings = get_settings()
+    return Limits(settings.max_future_ms, settings.max_region_id)
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    context = info.context
+    return context if isinstance(context, Limits) else default_limits()
 
 
 def _epoch_seconds(value: Any) -> Any:
@@ -66,7 +106,7 @@ class TripEvent(BaseModel):
 
     @field_validator("event_time")
     @classmethod
-    def _utc(cls, value: datetime) -> datetime:
+    def _utc(cls, value: datetime, info: ValidationInfo) -> datetime:
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         try:
@@ -75,6 +115,21 @@ class TripEvent(BaseModel):
             raise ValueError("event_time out of range") from exc
         if value < EPOCH:  # a Kafka record timestamp (= event time) cannot be negative
             raise ValueError("event_time before 1970-01-01T00:00:00Z")
+        limits = _limits(info)
+        if (value - EPOCH) // _MS > limits.latest_ms():
+            raise PydanticCustomError(
+                FUTURE,
+                "event_time is more than {max_future_s}s ahead of the wall clock",
+                {"max_future_s": limits.max_future_ms // 1000},
+            )
+        return value
+
+    @field_validator("region_id")
+    @classmethod
+    def _bounded_region(cls, value: int, info: ValidationInfo) -> int:
+        highest = _limits(info).max_region_id
+        if value > highest:
+            raise ValueError(f"region_id above the highest accepted ({highest})")
         return value
 
     @property
@@ -99,7 +154,12 @@ class TripEvent(BaseModel):
 @lru_cache(maxsize=65_536)
 def format_time_ms(t_ms: int) -> str:
     """ISO-8601 UTC with a ``Z``; milliseconds only when there are some. Cached: every region
-    of a window shares its start and end, and a worker formats them for each result."""
+    of a window shares its start and end, and a worker formats them for each result.
+
+    Never raises: a time outside what ``datetime`` can hold (only state written before event
+    times were bounded could carry one) is clamped to the nearest representable instant, so
+    formatting a result can never stop its partition."""
+    t_ms = min(max(int(t_ms), _MIN_FORMATTABLE_MS), _MAX_FORMATTABLE_MS)
     dt = EPOCH + timedelta(milliseconds=t_ms)
     # isoformat, not strftime: "%Y" does not pad years before 1000 to four digits on Linux.
     text = dt.replace(tzinfo=None, microsecond=0).isoformat()
@@ -125,6 +185,8 @@ def rejection_from_error(exc: ValidationError) -> Rejection:
         return Rejection("invalid_json", f"not a JSON object: {first['msg']}")
     if first["type"] == "model_type":
         return Rejection("not_an_object", "the record is not a JSON object")
+    if first["type"] == FUTURE:
+        return Rejection(FUTURE, f"{field}: {first['msg']} (got {_short(first.get('input'))})")
     return Rejection(f"invalid:{field}", f"{field}: {first['msg']} (got {_short(first.get('input'))})")
 
 
@@ -133,11 +195,14 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_event(data: bytes | str | dict[str, Any]) -> TripEvent | Rejection:
-    """Validate raw JSON or a mapping; never raises on bad input."""
+def parse_event(data: bytes | str | dict[str, Any], limits: Limits | None = None) -> TripEvent | Rejection:
+    """Validate raw JSON or a mapping (against ``limits``, default: the settings'); never raises
+    on bad input, however large, deep or malformed."""
     try:
         if isinstance(data, dict):
-            return TripEvent.model_validate(data)
-        return TripEvent.model_validate_json(data)
+            return TripEvent.model_validate(data, context=limits)
+        return TripEvent.model_validate_json(data, context=limits)
     except ValidationError as exc:
         return rejection_from_error(exc)
+    except (ValueError, RecursionError) as exc:  # defensive: the parser's own limits
+        return Rejection("invalid_json", f"not a JSON object: {_short(str(exc))}")

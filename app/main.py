@@ -13,6 +13,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from app import batches
 from app.kafka_client import faust_kwargs
+from app.provision import ensure_topics
 from app.settings import Settings, get_settings
 
 #: Loggers that Faust's worker leaves at DEBUG and that log once per produced message: their
@@ -20,11 +21,27 @@ from app.settings import Settings, get_settings
 _PER_MESSAGE_LOGGERS = ("aiokafka", "faust.topics")
 
 
+#: How often the consumer refreshes its metadata: a subscribed topic that appears after the
+#: worker joined (deleted and re-created, say) is picked up by a rebalance this soon.
+METADATA_MAX_AGE_MS = 10_000
+
+
+class StreamPulseApp(faust.App):
+    """Faust's app, which provisions every topic before its consumer subscribes."""
+
+    streampulse_settings: Settings
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await ensure_topics(self.streampulse_settings)
+
+
 def create_app(settings: Settings) -> faust.App:
     for name in _PER_MESSAGE_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    session_timeout_s = settings.session_timeout_ms / 1000
+    app = StreamPulseApp(
         settings.app_id,
         **faust_kwargs(settings),
         store="rocksdb://",
@@ -37,6 +54,9 @@ def create_app(settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=session_timeout_s,
+        broker_heartbeat_interval=max(0.5, session_timeout_s / 10),
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         producer_acks=-1,
         producer_linger_ms=5,
         producer_max_batch_size=512 * 1024,
@@ -49,6 +69,7 @@ def create_app(settings: Settings) -> faust.App:
         web_bind=settings.web_host,
         web_host=settings.web_host,
     )
+    app.streampulse_settings = settings
     batches.install(app)
     return app
 

@@ -28,6 +28,10 @@ BATCH_RETRIES = Counter(
     "streampulse_batch_retries_total",
     "Batches that failed midway (e.g. the broker did not acknowledge) and were retried from stored state",
 )
+POISON_RECORDS = Counter(
+    "streampulse_poison_records_total",
+    "Records dead-lettered because their batch kept failing and they failed when processed alone",
+)
 EVENTS_DUPLICATE = Counter(
     "streampulse_events_duplicate_total",
     "Redelivered events skipped because their offset was already applied (after a crash or rebalance)",
@@ -52,7 +56,7 @@ EVENT_TIME_LAG = Gauge(
 )
 CONSUMER_LAG = Gauge(
     "streampulse_consumer_lag_messages",
-    "Records behind the partition's high watermark",
+    "Records of the partition the group has not committed yet (high watermark minus committed offset)",
     ["topic", "partition"],
 )
 LAST_EVENT_SECONDS = Gauge(

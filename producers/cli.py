@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from app.settings import SettingsError, get_settings
+from app.settings import Settings, SettingsError, get_settings
 from producers.exceptions import ReplayError, UsageProblem
 from producers.localtime import zone
 from producers.memory import keep_freed_memory, relax_gc
@@ -172,7 +172,7 @@ def replay(
     total = synthetic * loops if synthetic is not None else None
     if limit is not None:
         total = limit if total is None else min(total, limit)
-    sys.exit(_run(options, settings.kafka_bootstrap, settings.partitions, total, as_json))
+    sys.exit(_run(options, settings, total, as_json))
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -184,12 +184,12 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
-def _run(options: ReplayOptions, bootstrap: str, partitions: int, total: int | None, as_json: bool) -> int:
+def _run(options: ReplayOptions, settings: Settings, total: int | None, as_json: bool) -> int:
     keep_freed_memory()
     relax_gc()
     stage: Stage[object] = Stage(options.workers)
     progress = Progress(total)
-    runner = Replay(options, bootstrap, partitions, progress)
+    runner = Replay(options, settings, progress)
     code = 0
     try:
         summary = asyncio.run(runner.run(stage))

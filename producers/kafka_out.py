@@ -15,13 +15,14 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.codec import has_zstd
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.control import END_OF_STREAM, encode_control
-from app.settings import EVENTS_TOPIC_CONFIG
+from app.kafka_client import client_kwargs, connection_problem
+from app.provision import ProvisioningError, ensure_topics, topic_specs
+from app.settings import Settings
 from producers.exceptions import KafkaUnreachable
 
 CONNECT_TIMEOUT_S = 10.0
@@ -30,7 +31,6 @@ CONNECT_TIMEOUT_S = 10.0
 LINGER_S = 0.02
 #: Uncompressed bytes per batch: about 2000 events, a few hundred KB on the wire after compression.
 BATCH_BYTES = 256 * 1024
-_TOPIC_ALREADY_EXISTS = 36
 T = TypeVar("T")
 
 
@@ -42,10 +42,11 @@ class EventSink:
     full: that is the back-pressure).
     """
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings = settings
+        self.bootstrap = settings.kafka_bootstrap
         self.topic = topic
-        self.partitions = partitions
+        self.partitions = settings.partitions
         self._producer: Any = None
         self._partition_ids: list[int] = []
         self._routes: dict[int, tuple[bytes, int]] = {}
@@ -55,15 +56,12 @@ class EventSink:
         self._lingered_since = 0.0
 
     async def start(self) -> None:
-        """Connect, create the topic when it is missing; :class:`KafkaUnreachable` when impossible."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
-        try:
-            await self._within(admin.start(), "connecting")
-            await self._within(self._ensure_topic(admin), "creating the topic")
-        finally:
-            await admin.close()
+        """Connect, provision the app's topics (and ``--topic``'s); :class:`KafkaUnreachable`
+        when impossible."""
+        specs = topic_specs(self.settings, [self.topic])
+        await self._within(ensure_topics(self.settings, specs, CONNECT_TIMEOUT_S), "creating the topics")
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **client_kwargs(self.settings),
             acks="all",
             enable_idempotence=True,
             compression_type="zstd" if has_zstd() else "gzip",
@@ -82,25 +80,15 @@ class EventSink:
 
     async def _within(self, step: Awaitable[T], doing: str) -> T:
         try:
-            return await asyncio.wait_for(step, CONNECT_TIMEOUT_S)
-        except (TimeoutError, KafkaError, OSError) as exc:
+            return await asyncio.wait_for(step, 2 * CONNECT_TIMEOUT_S)
+        except (TimeoutError, KafkaError, OSError, ProvisioningError) as exc:
             if isinstance(exc, TimeoutError):
-                reason = f"no answer within {CONNECT_TIMEOUT_S:.0f}s"
+                reason = f"no answer within {2 * CONNECT_TIMEOUT_S:.0f}s"
             elif isinstance(exc, KafkaConnectionError):
-                reason = "cannot connect"
+                reason = await connection_problem(self.settings) or "cannot connect"
             else:
                 reason = str(exc) or type(exc).__name__
             raise KafkaUnreachable(f"Kafka unreachable at {self.bootstrap} ({doing}: {reason})") from None
-
-    async def _ensure_topic(self, admin: Any) -> None:
-        if self.topic in await admin.list_topics():
-            return
-        topic = NewTopic(self.topic, self.partitions, 1, topic_configs=EVENTS_TOPIC_CONFIG)
-        response = await admin.create_topics([topic])
-        for _name, code, *rest in response.topic_errors:
-            if code not in (0, _TOPIC_ALREADY_EXISTS):
-                message = rest[0] if rest and rest[0] else f"error code {code}"
-                raise KafkaError(f"cannot create topic {self.topic}: {message}")
 
     def _route(self, region_id: int) -> tuple[bytes, int]:
         key = str(region_id).encode()

@@ -21,6 +21,7 @@ from typing import IO, Any
 import orjson
 from aiokafka.errors import KafkaError
 
+from app.settings import Settings
 from producers.batches import Batch, Prepared, Rejected, check_canonical, prepare_records, rejection_json
 from producers.exceptions import KafkaUnreachable, StrictReject, UsageProblem
 from producers.kafka_out import EventSink
@@ -122,10 +123,10 @@ def source_zone(options: ReplayOptions, schema: Schema) -> tzinfo | None:
 
 
 class Replay:
-    def __init__(self, options: ReplayOptions, bootstrap: str, partitions: int, progress: Progress) -> None:
+    def __init__(self, options: ReplayOptions, settings: Settings, progress: Progress) -> None:
         self.options = options
         self.summary = Summary()
-        self.sink = EventSink(bootstrap, options.topic, partitions)
+        self.sink = EventSink(settings, options.topic)
         self.pacer = Pacer(options.rate, options.speed)
         self.progress = progress
         self._stop = asyncio.Event()

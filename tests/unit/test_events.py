@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.events import Rejection, TripEvent, format_time_ms, parse_event
+from app.events import FUTURE, Limits, Rejection, TripEvent, format_time_ms, parse_event
 
 FIELDS = ("trip_id", "region_id", "event_time", "fare", "duration", "distance")
 #: Every reason code parse_event may produce: bounded, so it can label a counter.
 REASONS = (
-    {"invalid_json", "not_an_object", "invalid:record"}
+    {"invalid_json", "not_an_object", "invalid:record", FUTURE}
     | {f"missing:{f}" for f in FIELDS}
     | {f"invalid:{f}" for f in FIELDS}
 )
@@ -31,6 +31,9 @@ VALID: dict[str, Any] = {
     "distance": 2.3,
 }
 T0_MS = 1_709_296_496_000  # 2024-03-01T12:34:56Z
+#: Limits that admit every event the model's fixed rules admit: the shape and ranges of the model
+#: are tested with them; the limits from the settings and the clock have tests of their own.
+WIDE = Limits(max_future_ms=10**16, max_region_id=2**63 - 1)
 
 
 def event(**changes: Any) -> dict[str, Any]:
@@ -40,13 +43,13 @@ def event(**changes: Any) -> dict[str, Any]:
 
 
 def accepted(data: dict[str, Any] | bytes | str) -> TripEvent:
-    result = parse_event(data)
+    result = parse_event(data, WIDE)
     assert isinstance(result, TripEvent), result
     return result
 
 
 def rejected(data: dict[str, Any] | bytes | str) -> Rejection:
-    result = parse_event(data)
+    result = parse_event(data, WIDE)
     assert isinstance(result, Rejection), result
     assert result.reason in REASONS
     return result
@@ -461,3 +464,54 @@ def test_numeric_strings_are_epoch_seconds(event_time: str, expected_ms: int) ->
 def test_times_before_1970_or_past_9999_are_rejected(event_time: object) -> None:
     result = parse_event({**VALID, "event_time": event_time})
     assert isinstance(result, Rejection) and result.reason == "invalid:event_time"
+
+
+# --- limits from the settings and the wall clock ----------------------------------------------
+
+
+def _at(now_ms: int, max_future_ms: int = 3_600_000, max_region_id: int = 1_000_000) -> Limits:
+    return Limits(max_future_ms, max_region_id, now_ms=lambda: now_ms)
+
+
+@pytest.mark.parametrize(
+    ("ahead_ms", "ok"), [(0, True), (3_600_000, True), (3_600_001, False), (10**12, False)]
+)
+def test_event_times_more_than_max_future_ahead_are_rejected_as_future(ahead_ms: int, ok: bool) -> None:
+    result = parse_event(event(event_time=(T0_MS + ahead_ms) / 1000), _at(T0_MS))
+    if ok:
+        assert isinstance(result, TripEvent)
+    else:
+        assert isinstance(result, Rejection) and result.reason == FUTURE
+        assert "ahead of the wall clock" in result.message
+
+
+@pytest.mark.parametrize("event_time", ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59-05:00", 253_402_300_799])
+def test_the_last_representable_time_is_in_the_future_under_the_default_limits(event_time: object) -> None:
+    result = parse_event(event(event_time=event_time))
+    assert isinstance(result, Rejection) and result.reason in {FUTURE, "invalid:event_time"}
+
+
+@pytest.mark.parametrize(
+    ("region_id", "ok"), [(0, True), (1_000_000, True), (1_000_001, False), (2**63 - 1, False)]
+)
+def test_region_ids_above_max_region_id_are_rejected(region_id: int, ok: bool) -> None:
+    result = parse_event(event(region_id=region_id), _at(T0_MS))
+    assert isinstance(result, TripEvent) is ok
+    if not ok:
+        assert isinstance(result, Rejection) and result.reason == "invalid:region_id"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 10_000 + b"]" * 10_000,
+        orjson.dumps(event()).replace(b'"x"', b"").replace(b"600", b"9" * 5000),
+        orjson.dumps(event()).replace(b"42", b"9" * 5000),
+        b"\xff\xfe" + orjson.dumps(event()),
+        orjson.dumps(event())[:-1] + b', "deep": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+    ],
+    ids=["deep", "huge-duration", "huge-region", "not-utf8", "deep-extra-field"],
+)
+def test_hostile_json_is_rejected_not_raised(raw: bytes) -> None:
+    result = parse_event(raw)
+    assert isinstance(result, Rejection) and result.reason in REASONS
