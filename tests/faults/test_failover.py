@@ -22,8 +22,8 @@ from tests.faults.harness import (
     topic_of,
     worker_log_problems,
 )
-from tests.integration.pipeline import replay, start_replay, wait_worker_ready
-from tests.integration.stack import StackInfo, wait_for
+from tests.integration.pipeline import start_replay, wait_worker_ready
+from tests.integration.stack import Proc, StackInfo, wait_for
 from tests.integration.test_processing import generate_canonical
 
 #: Repetitions of the kill-before-first-commit case; every one must be exact.
@@ -90,7 +90,13 @@ def test_a_worker_killed_before_its_first_commit_loses_nothing_twenty_times(
 
 @pytest.mark.parametrize("point", ["after-publish", "mid-state-write", "before-commit"])
 def test_sigkill_at_a_point_of_a_batch_recovers_from_the_changelog_alone(
-    point: str, stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, workers: list[Worker]
+    point: str,
+    stack: StackInfo,
+    app_id: str,
+    sp_env: dict[str, str],
+    tmp_path: Path,
+    workers: list[Worker],
+    procs: list[Proc],
 ) -> None:
     """``STREAMPULSE_FAULT_POINT`` makes the worker SIGKILL itself there, in a batch with a final window.
 
@@ -99,13 +105,18 @@ def test_sigkill_at_a_point_of_a_batch_recovers_from_the_changelog_alone(
     """
     data = tmp_path / "events.jsonl"
     generate_canonical(data, 3000, seed=303, regions=12)
-    replay(fault_env(sp_env), str(data), "--rejects", str(tmp_path / "rejects.jsonl"))
     doomed = launch_worker(fault_env(sp_env, fault_point=point), tmp_path, "doomed")
     workers.append(doomed)
+    wait_worker_ready(doomed.proc)
+    # Paced, so batches are small: each holds open windows as well as the ones it finalizes.
+    feeder = start_replay(fault_env(sp_env), tmp_path, str(data), "--rate", "1000")
+    procs.append(feeder)
     wait_for(lambda: not doomed.proc.alive(), 60, interval=0.2, what=f"the worker to kill itself at {point}")
     assert doomed.proc.popen.returncode == -signal.SIGKILL, doomed.proc.output()[-3000:]
     fresh = launch_worker(fault_env(sp_env), tmp_path, "fresh")  # new name: an empty data dir
     workers.append(fresh)
+    wait_for(lambda: not feeder.alive(), 60, what="the replay to finish")
+    assert feeder.popen.returncode == 0, feeder.output()[-2000:]
     assert_exact(stack, app_id, topic_of(app_id, "events"), timeout=90)
     assert fresh.proc.alive()
     assert not worker_log_problems(fresh.proc.output()), worker_log_problems(fresh.proc.output())[:5]
