@@ -3,9 +3,21 @@
 #   faust -A app worker           the default command
 #   uvicorn api.main:app          the API (--host 0.0.0.0 --port 8000 in compose/docker-compose.yml)
 #   python -m producers.replay    ingestion
-# The build stage resolves the dependencies into a virtualenv; the runtime stage holds only that
-# virtualenv, the bundled data and an unprivileged user.
+# The web stage vendors the dashboard's chart library, the build stage resolves the dependencies
+# into a virtualenv; the runtime stage holds only that virtualenv, the bundled data and an
+# unprivileged user.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# The dashboard's chart library from web/package-lock.json, on a pinned Node.js (the stages all
+# start from the one Python base image).
+FROM ${PYTHON_IMAGE} AS web
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN pip install --no-cache-dir nodeenv==1.9.1 && nodeenv --prebuilt --node=20.19.5 /opt/node
+WORKDIR /src/web
+COPY web/package.json web/package-lock.json ./
+RUN PATH=/opt/node/bin:$PATH npm ci --no-audit --no-fund && PATH=/opt/node/bin:$PATH npm run vendor
 
 FROM ${PYTHON_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -20,6 +32,7 @@ COPY app ./app
 COPY agents ./agents
 COPY tables ./tables
 COPY api ./api
+COPY --from=web /src/api/static/vendor ./api/static/vendor
 COPY producers ./producers
 # A regular (not editable) install: the runtime stage needs no source tree.
 RUN pip install --no-cache-dir .

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from api import errors, security
 from api.deps import Serving
 from api.metrics import MetricsMiddleware
-from api.routes import health, prometheus, regions, top, windows
+from api.routes import city, dashboard, health, pipeline, prometheus, regions, top, windows
 from api.store import WindowStore
 from api.zones import load_zones
 from app.redis_client import redis_blocking_pool
@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
     security.install(app, settings)
-    for module in (windows, top, regions, health, prometheus):
+    for module in (windows, top, regions, health, prometheus, city, pipeline, dashboard):
         app.include_router(module.router)
     app.openapi = _openapi(app, settings)  # type: ignore[method-assign]
     return app

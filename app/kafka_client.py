@@ -7,9 +7,12 @@ listener or credentials is made once.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from app.settings import Settings
@@ -72,3 +75,34 @@ def faust_kwargs(settings: Settings) -> dict[str, Any]:
     elif context is not None:
         kwargs["broker_credentials"] = faust.SSLCredentials(context)
     return kwargs
+
+
+async def connection_problem(settings: Settings, timeout_s: float = 10.0) -> str | None:
+    """Why the first bootstrap server refuses a connection (TLS, SASL or the socket), or ``None``.
+
+    aiokafka's clients log the cause of a failed bootstrap and raise only "Unable to bootstrap",
+    so a wrong password and an untrusted CA would look like a broker that is down. One direct
+    connection with the same options names the cause, in words safe to print (never a secret).
+    """
+    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    options = client_kwargs(settings)
+    options.pop("bootstrap_servers")
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(host.strip("[]"), int(port), request_timeout_ms=int(timeout_s * 1000), **options),
+            timeout_s,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        return f"TLS: the broker's certificate is not trusted ({exc.verify_message})"
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed ({exc.reason or exc})"
+    except KafkaError as exc:
+        if "authentication" in str(exc).lower() or "sasl" in type(exc).__name__.lower():
+            return f"SASL authentication failed for user {settings.kafka_sasl_username!r}"
+        return str(exc) or type(exc).__name__
+    except TimeoutError:
+        return f"no answer within {timeout_s:.0f}s"
+    except OSError as exc:
+        return f"cannot connect ({exc.strerror or exc})"
+    conn.close()
+    return None

@@ -8,6 +8,7 @@ Layout under the prefix ``sp:<app_id>:`` (two app ids never share keys):
 - ``latest:<size>``      sorted set: member = region, score = start of its newest final window
 - ``regions``            set of region ids that have data
 - ``last_final_ms``      wall-clock ms of the newest final write (API freshness check)
+- ``pipeline_stats``     hash: worker -> JSON of its counters, rewritten every second (dashboard)
 """
 
 from __future__ import annotations
@@ -113,6 +114,10 @@ class RedisKeys:
     @property
     def last_final_ms(self) -> str:
         return f"{self.prefix}last_final_ms"
+
+    @property
+    def pipeline_stats(self) -> str:
+        return f"{self.prefix}pipeline_stats"
 
 
 def final_write(

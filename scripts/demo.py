@@ -138,6 +138,7 @@ def main() -> None:
     wait("the worker to process the replay", all_processed, 300)
     wait("the final windows to reach Redis", top_ready, 120)
     print("\nStreamPulse is running:")
+    print(f"  dashboard       {api}/")
     print(f"  API docs        {api}/docs")
     print(f"  worker metrics  {worker_metrics}")
     print(f"  API metrics     {api}/metrics")

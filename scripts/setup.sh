@@ -22,7 +22,7 @@ fi
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
 LIB=.cache/kafka/$KAFKA_VERSION/lib
-if [ ! -f "$LIB/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+if [ ! -f "$LIB/kafka_2.13-$KAFKA_VERSION.jar" ] || [ ! -f "$LIB/kafka-tools-$KAFKA_VERSION.jar" ]; then
   echo "setup: resolving Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIB"
   command -v mvn >/dev/null || { echo "setup: Maven (mvn) is required to fetch the Kafka jars" >&2; exit 1; }
   mkdir -p "$LIB"

@@ -12,7 +12,7 @@ _skipped_integration: list[str] = []
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = str(item.fspath).replace(os.sep, "/")
-        if "tests/integration" in path:
+        if "tests/integration" in path or "tests/browser" in path:
             item.add_marker(pytest.mark.integration)
         if "tests/faults" in path:  # on the real stack too: never skipped either
             item.add_marker(pytest.mark.fault)
