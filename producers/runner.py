@@ -8,7 +8,10 @@ file as they are met; the summary counts what the broker acknowledged.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import signal
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -97,13 +100,25 @@ class Summary:
 
 
 class RejectsFile:
-    """The rejects file, rewritten by every run so that it never mixes runs."""
+    """The rejects file, rewritten by every run so that it never mixes runs.
+
+    It holds raw input rows, which may be private (trip data), so it is readable by its owner
+    only (0600, also when it existed with a wider mode), and a symbolic link in its place is
+    refused rather than followed: in a shared directory such a link could make the replay
+    overwrite any file the user can write.
+    """
 
     def __init__(self, path: Path) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
-            self._fh: IO[bytes] = path.open("wb")
+            fd = os.open(path, flags, 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UsageProblem(f"the rejects file {path} is a symbolic link; not following it") from None
             raise UsageProblem(f"cannot write the rejects file {path}: {exc.strerror or exc}") from None
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
+        self._fh: IO[bytes] = os.fdopen(fd, "wb")
 
     def write(self, item: Rejected) -> None:
         raw, truncated = raw_text(item.raw)

@@ -3,6 +3,11 @@
 Every source is opened and sniffed before the replay connects to Kafka, so a usage problem (a
 missing file, an unreadable gzip stream) is reported before anything is sent. Line formats are
 streamed; a JSON array is read whole when opened, as it has to be parsed whole anyway.
+
+Memory is bounded whatever the input: a line may be at most :data:`MAX_LINE_BYTES` and a JSON
+document :data:`MAX_DOCUMENT_BYTES`, counted after decompression. Past either the input is refused
+(a usage error naming it) instead of being buffered: a file without newlines or a gzip bomb would
+otherwise be read into memory whole. A streamed line format has no total bound; it needs none.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ STDIN = "-"
 _BUFFER = 1 << 20
 #: Blank lines read while looking for the first record before the input is taken as empty.
 _MAX_LEADING_BLANK = 10_000
+#: Longest line accepted (a TLC row is about 200 bytes, a canonical event well under 1 KB).
+MAX_LINE_BYTES = 1 << 20
+#: Largest JSON array document accepted, decompressed (line formats stream and have no such bound).
+MAX_DOCUMENT_BYTES = 256 << 20
 
 
 @dataclass
@@ -71,7 +80,7 @@ class Source:
             raise UsageProblem("stdin can be read only once (--loop needs files)")
         try:
             parse = csv_records if self.format is Format.CSV else jsonl_records
-            yield from parse(chain(head, _lines(stream, self.label)))
+            yield from parse(chain(head, _lines(stream, self.label, len(head))))
         finally:
             stream.close()
 
@@ -140,7 +149,7 @@ def _head_lines(stream: BinaryIO, name: str) -> list[bytes]:
     head: list[bytes] = []
     try:
         while len(head) < _MAX_LEADING_BLANK:
-            line = stream.readline()
+            line = _bounded_line(stream, name, len(head) + 1)
             if not line:
                 break
             head.append(line)
@@ -151,15 +160,33 @@ def _head_lines(stream: BinaryIO, name: str) -> list[bytes]:
     return head
 
 
-def _lines(stream: BinaryIO, label: str) -> Iterator[bytes]:
+def _bounded_line(stream: BinaryIO, label: str, number: int) -> bytes:
+    line = stream.readline(MAX_LINE_BYTES + 1)
+    if len(line) > MAX_LINE_BYTES:
+        raise UsageProblem(
+            f"{label}: line {number} is longer than {MAX_LINE_BYTES >> 20} MiB (not a line-oriented file?)"
+        )
+    return line
+
+
+def _lines(stream: BinaryIO, label: str, number: int = 0) -> Iterator[bytes]:
+    """The remaining lines; ``number`` lines were read before (for the line number in errors)."""
     try:
-        yield from stream
+        while line := _bounded_line(stream, label, number + 1):
+            number += 1
+            yield line
     except (OSError, EOFError, zlib.error) as exc:
         raise UsageProblem(f"cannot read {label}: {exc}") from None
 
 
 def _read_all(stream: BinaryIO, label: str) -> bytes:
     try:
-        return stream.read()
+        document = stream.read(MAX_DOCUMENT_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise UsageProblem(f"cannot read {label}: {exc}") from None
+    if len(document) > MAX_DOCUMENT_BYTES:
+        raise UsageProblem(
+            f"{label}: a JSON document larger than {MAX_DOCUMENT_BYTES >> 20} MiB decompressed; "
+            "use JSON Lines for large inputs"
+        )
+    return document
