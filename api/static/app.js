@@ -140,8 +140,8 @@ function chart(elementId, build) {
   return charts.get(elementId);
 }
 
-function lineSeries(label, color, scale = "y") {
-  return { label, stroke: color, width: 2, scale, spanGaps: false, points: { show: false } };
+function lineSeries(label, color, scale = "y", points = false) {
+  return { label, stroke: color, width: 2, scale, spanGaps: false, points: { show: points, size: 6 } };
 }
 
 function openSeries(label, scale = "y") {
@@ -302,8 +302,9 @@ function regionCharts() {
     makeChart(
       "chart-region-duration",
       [
-        lineSeries("p50 (final)", FINAL_COLOR),
-        lineSeries("p95 (final)", SECOND_COLOR),
+        // Points, because a window with trips between two without is a single value, no line.
+        lineSeries("p50 (final)", FINAL_COLOR, "y", true),
+        lineSeries("p95 (final)", SECOND_COLOR, "y", true),
         openSeries("p50 (open window, live)"),
         openSeries("p95 (open window, live)"),
       ],

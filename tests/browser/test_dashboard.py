@@ -265,6 +265,10 @@ def test_phone_width_fits_without_sideways_scrolling(dashboard: Dashboard, brows
         )
         width = browser.execute_script("return document.documentElement.scrollWidth")
         assert width <= PHONE[0], f"the page is {width}px wide on a {PHONE[0]}px screen"
+        table = browser.execute_script(
+            "const w = document.querySelector('#top .table-wrap'); return [w.scrollWidth, w.clientWidth];"
+        )
+        assert table[0] <= table[1], f"the top regions table needs {table[0]}px of {table[1]}px"
         screenshot(browser, SCREENSHOTS / "dashboard-phone.png", PHONE[0], mobile=True)
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
