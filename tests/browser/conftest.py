@@ -76,6 +76,8 @@ class Dashboard:
     api_port: int
     worker: Proc
     api: Proc | None = None
+    #: Events the sample's replay sent (its rejected rows never reach Kafka).
+    sent: int = 0
 
     @property
     def base(self) -> str:
@@ -154,9 +156,8 @@ def dashboard(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         wait_worker_ready(worker)
         board.start_api()
-        replay(
-            env, str(sorted_sample(tmp / "sample-by-dropoff.csv")), "--rejects", str(tmp / "rejects.jsonl")
-        )
+        sample = sorted_sample(tmp / "sample-by-dropoff.csv")
+        board.sent = replay(env, str(sample), "--rejects", str(tmp / "rejects.jsonl"))["sent"]
         board.wait_replay_settled(PARTITIONS)
         yield board
     finally:

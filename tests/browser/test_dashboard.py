@@ -194,9 +194,13 @@ def test_city_overview_and_pipeline_state(dashboard: Dashboard, browser: webdriv
         "the city's latest trip count",
     )
     assert len(browser.find_elements(By.CSS_SELECTOR, "#overview canvas")) == 3
+    newest = dashboard.json("/metrics/top?window=1h&by=trip_count&limit=1000")
+    assert city["items"][-1]["window_start"] == newest["window_start"]
+    assert city["items"][-1]["trip_count"] == sum(item["trip_count"] for item in newest["items"])
 
     pipeline = dashboard.json("/pipeline")
-    assert pipeline["workers"] == 1 and pipeline["events_processed"] > 0
+    assert pipeline["workers"] == 1
+    assert pipeline["events_processed"] + pipeline["invalid"] == dashboard.sent
     eventually(lambda: text(browser, "#pipe-workers") == "1", "one worker shown")
     assert text(browser, "#pipe-processed") == trips(pipeline["events_processed"])
     assert text(browser, "#pipe-late") == trips(pipeline["late"])
@@ -293,6 +297,7 @@ def test_new_events_appear_without_a_reload(
     equal_eventually(
         lambda: shown_stats(browser, "region-open"), lambda: expected_stats(current), "open window"
     )
+    eventually(lambda: "open 3" in text(browser, "#city-trips-now"), "the city's open window")
 
     more = [_event(rid, hour + timedelta(minutes=20, seconds=i), 20.0) for i in range(2)]
     replay(dashboard.env, str(_jsonl(tmp_path / "final.jsonl", more)))
