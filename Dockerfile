@@ -27,7 +27,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 # README.md stays out of the build context: setup.cfg's long_description is not needed to run.
-COPY pyproject.toml setup.cfg ./
+COPY pyproject.toml setup.cfg requirements.lock ./
+# The exact versions of requirements.lock (`make lock`), then the package itself without resolving.
+RUN pip install --no-cache-dir -r requirements.lock
 COPY app ./app
 COPY agents ./agents
 COPY tables ./tables
@@ -35,7 +37,7 @@ COPY api ./api
 COPY --from=web /src/api/static/vendor ./api/static/vendor
 COPY producers ./producers
 # A regular (not editable) install: the runtime stage needs no source tree.
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps .
 COPY data/tlc ./data/tlc
 # The sample is a random draw across March 2019, while a live feed delivers trips as they end: the
 # replay service sends it ordered by drop-off time (as `make demo` does), or most trips would be late.

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup up down clean status logs worker api demo test test-unit lint bench bench-quick soak dashboards
+.PHONY: setup up down clean status logs worker api demo test test-unit lint lock bench bench-quick soak dashboards
 
 setup:
 	@scripts/setup.sh
@@ -47,6 +47,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app agents tables api producers tests scripts bench
+	$(BIN)/python scripts/audit_deps.py requirements.lock requirements-test.lock
+
+# Re-resolves requirements.lock (the image) and requirements-test.lock (setup, CI) from setup.cfg.
+lock: setup
+	$(BIN)/python scripts/lock.py
 
 bench:
 	@STREAMPULSE_EXTRAS=test,bench scripts/setup.sh && scripts/stack.sh up && $(BIN)/python -m bench

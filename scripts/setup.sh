@@ -13,9 +13,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 STAMP=.venv/.installed-$EXTRAS
-if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ setup.cfg -nt "$STAMP" ] || [ requirements-test.lock -nt "$STAMP" ]; then
   echo "setup: installing streampulse[$EXTRAS] into .venv"
   .venv/bin/pip install -q --upgrade pip
+  # The test extras at the exact versions of the lock (what CI runs); other extras resolve freely.
+  if [ "$EXTRAS" = test ]; then .venv/bin/pip install -q -r requirements-test.lock; fi
   .venv/bin/pip install -q -e ".[$EXTRAS]"
   touch "$STAMP"
 fi
