@@ -27,6 +27,7 @@ const state = {
   regions: [],
   regionsKey: null,
   regionsAt: 0,
+  shownRegion: null,
 };
 $("window-select").value = state.window;
 $("top-by").value = state.by;
@@ -87,22 +88,44 @@ async function loadRegion(windowName, regionId) {
   return { regionId, latest, history };
 }
 
+/**
+ * One refresh. Routes that would answer 404 (no final window of the size yet, a region without
+ * one) are not asked: the city series and the region list already say so, and the browser would
+ * log every 404 as a console error.
+ */
 async function load() {
   const windowName = state.window;
   const by = state.by;
   const key = `${windowName}|${by}|${state.regionId}`;
-  const regionsDue = state.regionsKey !== windowName || Date.now() - state.regionsAt > REGIONS_REFRESH_MS;
-  const [city, top, pipeline, regions] = await Promise.all([
+  const known = (id) => state.regionsKey === windowName && state.regions.some((r) => r.region_id === id);
+  const regionsDue =
+    state.regionsKey !== windowName ||
+    Date.now() - state.regionsAt > REGIONS_REFRESH_MS ||
+    (state.regionId !== null && !known(state.regionId));
+  const [city, pipeline, regions] = await Promise.all([
     getJSON(`/metrics/city?window=${windowName}&points=${pointsFor(windowName)}`),
-    getJSON(`/metrics/top?window=${windowName}&by=${by}&limit=10`),
     getJSON("/pipeline"),
     regionsDue ? getJSON(`/regions?window=${windowName}`) : Promise.resolve(null),
   ]);
+  if (regions !== null) {
+    state.regions = regions;
+    state.regionsKey = windowName;
+    state.regionsAt = Date.now();
+  }
+  if (city.items.length === 0) {
+    return { key, windowName, city, top: null, pipeline, regions, region: null };
+  }
+  const top = await getJSON(`/metrics/top?window=${windowName}&by=${by}&limit=10`);
   let regionId = state.regionId;
   if (regionId === null && top !== null && top.items.length > 0) {
     regionId = top.items[0].region_id;
   }
-  const region = regionId === null ? null : await loadRegion(windowName, regionId);
+  let region = null;
+  if (regionId !== null) {
+    region = known(regionId)
+      ? await loadRegion(windowName, regionId)
+      : { regionId, latest: null, history: null };
+  }
   return { key, windowName, city, top, pipeline, regions, region };
 }
 
@@ -176,7 +199,8 @@ function columns(finals, opens, fields) {
     const lastFinal = finals.length > 0 ? finals[finals.length - 1][field] : null;
     const open = opens.map((p) => p[field]);
     // The open series starts at the last final point so the live part reads as its continuation.
-    out.push(opens.length > 0 ? [...finals.map((_, i) => (i === finals.length - 1 ? lastFinal : null)), ...open] : xs.map(() => null));
+    const joined = finals.map((_, i) => (i === finals.length - 1 ? lastFinal : null));
+    out.push(opens.length > 0 ? [...joined, ...open] : xs.map(() => null));
   }
   return out;
 }
@@ -270,7 +294,6 @@ function renderPipeline(pipeline) {
 }
 
 function renderRegionList(regions) {
-  state.regions = regions;
   const options = regions.map((r) => {
     const option = document.createElement("option");
     option.value = `${r.region_id} — ${r.region_name ?? "unknown zone"} (${r.borough ?? "—"})`;
@@ -368,8 +391,7 @@ function renderRegion(region, windowName) {
         p50_duration: current.p50_duration, p95_duration: current.p95_duration }]
     : [];
   const { volume, duration } = regionCharts();
-  const v = columns(finals, opens, ["trip_count", "revenue"]);
-  volume.setData(v);
+  volume.setData(columns(finals, opens, ["trip_count", "revenue"]));
   duration.setData(columns(finals, opens, ["p50_duration", "p95_duration"]));
 }
 
@@ -378,8 +400,6 @@ function render(data) {
     return;
   }
   if (data.regions !== null) {
-    state.regionsKey = data.windowName;
-    state.regionsAt = Date.now();
     renderRegionList(data.regions);
   }
   renderCity(data.city, data.windowName);
