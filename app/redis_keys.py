@@ -3,11 +3,15 @@
 Layout under the prefix ``sp:<app_id>:`` (two app ids never share keys):
 
 - ``w:<size>:<region>:<start_ms>`` hash ``{final: "0"|"1", data: <window JSON>}``, TTL = retention
-- ``h:<size>:<region>``  sorted set of final window starts (member = score = start_ms), for ranges
-- ``open:<size>:<region>`` start_ms of the newest open window mirrored live
-- ``latest:<size>``      sorted set: member = region, score = start of its newest final window
-- ``regions``            set of region ids that have data
-- ``last_final_ms``      wall-clock ms of the newest final write (API freshness check)
+- ``h:<size>:<region>``  sorted set of final window starts (member = score = start_ms), for ranges;
+  trimmed to the retention by every write, TTL = retention
+- ``open:<size>:<region>`` start_ms of the newest open window mirrored live, TTL = retention
+- ``latest:<size>``      sorted set: member = region, score = start of its newest final window, TTL
+- ``regions``            set of region ids that have data, TTL = the longest retention written
+- ``last_final_ms``      wall-clock ms of the newest final write (API freshness check), same TTL
+
+Every key expires, renewed by the writes that need it, so Redis holds at most the retention's
+worth of windows per region and size (docs/security.md gives the bound).
 - ``pipeline_stats``     hash: worker -> JSON of its counters, rewritten every second (dashboard)
 """
 
@@ -51,10 +55,15 @@ for l, starts in pairs(latest) do
   end
   redis.call('EXPIRE', l, ttls[l])
 end
+local longest = 0
 for region in pairs(regions) do
   redis.call('SADD', ARGV[3], region)
 end
-if #entries > 0 then redis.call('SET', ARGV[1], ARGV[2]) end
+for _, ttl in pairs(ttls) do longest = math.max(longest, tonumber(ttl)) end
+if #entries > 0 then
+  if redis.call('TTL', ARGV[3]) < longest then redis.call('EXPIRE', ARGV[3], longest) end
+  redis.call('SET', ARGV[1], ARGV[2], 'EX', longest)
+end
 return #entries
 """
 
@@ -80,9 +89,12 @@ for o, t in pairs(newest) do
     redis.call('SET', o, starts[o], 'EX', ttls[o])
   end
 end
+local longest = 0
 for region in pairs(regions) do
   redis.call('SADD', ARGV[1], region)
 end
+for _, ttl in pairs(ttls) do longest = math.max(longest, tonumber(ttl)) end
+if written > 0 and redis.call('TTL', ARGV[1]) < longest then redis.call('EXPIRE', ARGV[1], longest) end
 return written
 """
 

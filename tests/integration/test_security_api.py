@@ -206,3 +206,10 @@ async def test_503_bodies_name_neither_host_nor_secret(app_id: str) -> None:
             assert resp.status_code == 503, (path, resp.text)
             assert password not in resp.text and "127.0.0.1" not in resp.text, resp.text
         assert (await api.get(DATA)).json() == {"detail": "Redis unavailable"}
+
+
+async def test_every_key_the_sink_writes_expires(redis: Redis, app_id: str, written: Written) -> None:
+    keys = [key async for key in redis.scan_iter(match=f"{RedisKeys(app_id).prefix}*", count=1000)]
+    assert len(keys) > 10
+    ttls = {key: await redis.ttl(key) for key in keys}
+    assert all(ttl > 0 for ttl in ttls.values()), [k for k, ttl in ttls.items() if ttl <= 0]
