@@ -67,21 +67,17 @@ def sorted_sample(dest: Path) -> Path:
 
 
 @dataclass
-class Dashboard:
-    """The running worker and API of the module, and how to reach them."""
+class ApiServer:
+    """``uvicorn api.main:app`` with ``env`` on ``port``, stopped and started again by the tests."""
 
     env: dict[str, str]
-    tmp: Path
-    web_port: int
-    api_port: int
-    worker: Proc
-    api: Proc | None = None
-    #: Events the sample's replay sent (its rejected rows never reach Kafka).
-    sent: int = 0
+    port: int
+    log: Path
+    proc: Proc | None = None
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def get(self, path: str) -> tuple[int, Any]:
         try:
@@ -97,22 +93,32 @@ class Dashboard:
         assert status == 200, f"GET {path}: HTTP {status} {body}"
         return body
 
-    def stop_api(self) -> None:
-        if self.api is not None:
-            self.api.stop()
-            self.api = None
-
-    def start_api(self) -> None:
+    def start(self) -> None:
         args = [str(Path(sys.executable).parent / "uvicorn"), "api.main:app"]
-        args += ["--host", "127.0.0.1", "--port", str(self.api_port)]
-        self.api = Proc(args, self.env, self.tmp / "api.log")
-        wait_for(lambda: self._api_answers(), 60, interval=0.3, what="the API to answer")
+        args += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = Proc(args, self.env, self.log)
+        wait_for(self._answers, 60, interval=0.3, what="the API to answer")
 
-    def _api_answers(self) -> bool:
-        assert self.api is not None
-        if not self.api.alive():
-            raise AssertionError(f"API exited:\n{self.api.output()[-3000:]}")
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if not self.proc.alive():
+            raise AssertionError(f"API exited:\n{self.proc.output()[-3000:]}")
         return self.get("/regions?window=1h")[0] == 200
+
+
+@dataclass
+class Dashboard(ApiServer):
+    """The module's API, with the worker that writes its app id's results."""
+
+    web_port: int = 0
+    worker: Proc | None = None
+    #: Events the sample's replay sent (its rejected rows never reach Kafka).
+    sent: int = 0
 
     def end_markers_processed(self) -> float:
         return sum(
@@ -138,9 +144,8 @@ def _metrics_text(port: int) -> str:
         return ""
 
 
-@pytest.fixture(scope="module")
-def dashboard(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    tmp = tmp_path_factory.mktemp("dashboard")
+def stack_env(stack: StackInfo) -> dict[str, str]:
+    """Environment for the subprocesses, with a new app id (as ``sp_env`` builds it per test)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPULSE_")}
     env.update(
         STREAMPULSE_KAFKA_BOOTSTRAP=stack.bootstrap,
@@ -150,18 +155,25 @@ def dashboard(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Ite
         PYTHONPATH=str(ROOT),
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     )
+    return env
+
+
+@pytest.fixture(scope="module")
+def dashboard(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    env = stack_env(stack)
     web_port = free_port()
     worker = start_worker(env, tmp, "worker", web_port)
-    board = Dashboard(env, tmp, web_port, free_port(), worker)
+    board = Dashboard(env, free_port(), tmp / "api.log", web_port=web_port, worker=worker)
     try:
         wait_worker_ready(worker)
-        board.start_api()
+        board.start()
         sample = sorted_sample(tmp / "sample-by-dropoff.csv")
         board.sent = replay(env, str(sample), "--rejects", str(tmp / "rejects.jsonl"))["sent"]
         board.wait_replay_settled(PARTITIONS)
         yield board
     finally:
-        board.stop_api()
+        board.stop()
         worker.stop()
 
 

@@ -20,9 +20,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from tests.browser.conftest import DESKTOP, PARTITIONS, Dashboard
+from tests.browser.conftest import DESKTOP, PARTITIONS, ApiServer, Dashboard, free_port, stack_env
 from tests.integration.pipeline import replay
-from tests.integration.stack import ROOT, wait_for
+from tests.integration.stack import ROOT, StackInfo, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -120,7 +120,7 @@ def equal_eventually(shown: Callable[[], Any], expected: Callable[[], Any], what
         assert last[0] == last[1], what
 
 
-def open_page(driver: webdriver.Chrome, board: Dashboard, query: str) -> None:
+def open_page(driver: webdriver.Chrome, board: ApiServer, query: str) -> None:
     driver.get(f"{board.base}/?{query}")
     eventually(lambda: driver.find_element(By.ID, "conn").get_attribute("data-state") == "live", "live state")
     eventually(lambda: driver.find_element(By.TAG_NAME, "body").get_attribute("data-updated"), "first render")
@@ -163,6 +163,24 @@ def no_console_errors(browser: webdriver.Chrome) -> Iterator[None]:
 
 
 # ---- the tests -------------------------------------------------------------------------------
+
+
+def test_a_stack_without_results_yet_shows_it_is_waiting(
+    stack: StackInfo, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    api = ApiServer(stack_env(stack), free_port(), tmp_path / "api.log")
+    api.start()
+    try:
+        open_page(browser, api, "window=1h")
+        assert text(browser, "#overview-range") == "Waiting for the first final window…"
+        assert text(browser, "#top-window") == "No final window yet"
+        assert shown_top_rows(browser) == []
+        assert text(browser, "#pipe-workers") == "0"
+        assert text(browser, "#pipe-freshness") == "no final window yet"
+        assert text(browser, "#pipe-health").startswith("Healthy")
+    finally:
+        browser.get("about:blank")
+        api.stop()
 
 
 def test_top_regions_are_the_apis_ranking(dashboard: Dashboard, browser: webdriver.Chrome) -> None:
@@ -319,10 +337,10 @@ def test_page_recovers_when_the_api_restarts(dashboard: Dashboard, browser: webd
     open_page(browser, dashboard, "window=1h")
     browser.execute_script("window.__sameDocument = true;")
     conn = browser.find_element(By.ID, "conn")
-    dashboard.stop_api()
+    dashboard.stop()
     eventually(lambda: conn.get_attribute("data-state") == "reconnecting", "the reconnecting state")
     assert conn.text.startswith("Reconnecting")
-    dashboard.start_api()
+    dashboard.start()
     eventually(lambda: conn.get_attribute("data-state") == "live", "live again", 30)
     # While the API was down Chromium logs each refused request; nothing else may be logged.
     origin = dashboard.base
