@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from tests.integration.test_processing import generate_canonical
 REPETITIONS = int(os.environ.get("STREAMPULSE_FAULT_REPETITIONS", "20"))
 #: Attempts at one repetition whose victim committed before it died (that attempt tests nothing).
 ATTEMPTS = 4
+PARALLEL = int(os.environ.get("STREAMPULSE_FAULT_PARALLEL", "2"))
 _RECOVERED = re.compile(r"partition (\d+): \d+ open windows recovered")
 
 
@@ -39,10 +41,9 @@ def _killed_before_commit(
     """One repetition; False when the victim had committed before the kill (so: try again)."""
     env = dict(base, STREAMPULSE_APP_ID=app_id)
     survivor = launch_worker(env, tmp, f"{app_id}-a")
-    workers.append(survivor)
-    wait_worker_ready(survivor.proc)
     victim = launch_worker(env, tmp, f"{app_id}-b")
-    workers.append(victim)
+    workers.extend((survivor, victim))
+    wait_worker_ready(survivor.proc)
     wait_worker_ready(victim.proc)
     feeder = start_replay(env, tmp, str(data), "--rejects", str(tmp / f"{app_id}-rejects.jsonl"))
     try:
@@ -66,8 +67,19 @@ def _killed_before_commit(
     assert_exact(stack, app_id, topic_of(app_id, "events"), timeout=60)
     assert survivor.proc.alive(), survivor.proc.output()[-3000:]
     assert not worker_log_problems(survivor.proc.output()), worker_log_problems(survivor.proc.output())[:5]
+    survivor.proc.kill(signal.SIGKILL)  # done with it; a clean shutdown would only cost time
     survivor.proc.stop(timeout=10)
     return True
+
+
+def _repetition(
+    stack: StackInfo, base: dict[str, str], app_id: str, tmp: Path, data: Path, workers: list[Worker]
+) -> int:
+    """One repetition, retried while the victim had committed before it died; returns the retries."""
+    for attempt in range(ATTEMPTS):
+        if _killed_before_commit(stack, base, f"{app_id}a{attempt}", tmp, data, workers):
+            return attempt
+    raise AssertionError(f"{app_id}: the victim had committed before every one of {ATTEMPTS} kills")
 
 
 def test_a_worker_killed_before_its_first_commit_loses_nothing_twenty_times(
@@ -77,14 +89,18 @@ def test_a_worker_killed_before_its_first_commit_loses_nothing_twenty_times(
     data = tmp_path / "events.jsonl"
     generate_canonical(data, 400, seed=202, regions=16)
     base = fault_env(sp_env)
-    skipped = 0
-    for rep in range(REPETITIONS):
-        for attempt in range(ATTEMPTS):
-            if _killed_before_commit(stack, base, f"{app_id}r{rep}a{attempt}", tmp_path, data, workers):
-                break
-            skipped += 1
-        else:
-            pytest.fail(f"repetition {rep}: the victim had committed before every one of {ATTEMPTS} kills")
+    # Two repetitions at a time (each its own app id, so its own group and topics): a repetition
+    # is mostly waiting (start-up, the session timeout), and twenty in a row would take minutes.
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        runs = [
+            pool.submit(_repetition, stack, base, f"{app_id}r{rep}", tmp_path, data, workers)
+            for rep in range(REPETITIONS)
+        ]
+        try:
+            skipped = sum(run.result() for run in runs)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     print(f"{REPETITIONS} repetitions exact; {skipped} attempts retried (victim had committed)")
 
 
