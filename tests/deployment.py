@@ -23,6 +23,10 @@ ENV_EXAMPLE = ROOT / ".env.example"
 VENV_BIN = Path(sys.executable).parent
 #: A value only the tests use: the Compose file has no default admin password by design.
 TEST_GRAFANA_PASSWORD = "test-only-password"
+TEST_REDIS_PASSWORDS = {
+    "REDIS_WORKER_PASSWORD": "test-worker-password",
+    "REDIS_API_PASSWORD": "test-api-password",
+}
 
 
 def docker_compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -49,7 +53,7 @@ def compose_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "config",
         "--format",
         "json",
-        env={"GRAFANA_ADMIN_PASSWORD": TEST_GRAFANA_PASSWORD} | (env or {}),
+        env={"GRAFANA_ADMIN_PASSWORD": TEST_GRAFANA_PASSWORD, **TEST_REDIS_PASSWORDS} | (env or {}),
     )
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = json.loads(result.stdout)

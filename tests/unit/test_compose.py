@@ -24,6 +24,7 @@ from tests.deployment import (
     ENV_EXAMPLE,
     ROOT,
     TEST_GRAFANA_PASSWORD,
+    TEST_REDIS_PASSWORDS,
     VENV_BIN,
     compose_config,
     docker_compose,
@@ -63,7 +64,9 @@ def _host_path(service: dict[str, Any], container_path: str) -> Path:
 
 
 def test_the_compose_cli_validates_the_file_against_the_compose_spec() -> None:
-    result = docker_compose("--profile", "*", "config", "--quiet", env={"GRAFANA_ADMIN_PASSWORD": "x"})
+    result = docker_compose(
+        "--profile", "*", "config", "--quiet", env={"GRAFANA_ADMIN_PASSWORD": "x", **TEST_REDIS_PASSWORDS}
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -338,3 +341,23 @@ def test_topic_init_creates_the_topics_the_settings_name(tmp_path: Path, app_id:
 def test_topic_init_fails_on_a_partition_count_mismatch(tmp_path: Path) -> None:
     code, _ = _run_topic_init(tmp_path, {"STREAMPULSE_PARTITIONS": "8"}, existing_partitions="4")
     assert code != 0
+
+
+def test_redis_has_acl_users_and_the_services_use_them(services: dict[str, dict[str, Any]]) -> None:
+    command = services["redis"]["command"]
+    users = [command[i + 1 : i + 3] for i, arg in enumerate(command) if arg == "--user"]
+    assert users == [["default", "off"], ["sp-worker", "on"], ["sp-api", "on"]]
+    api_acl = command[command.index("sp-api") :]
+    assert "+@write" not in api_acl and "-@all" in api_acl, "the API's user only reads"
+    assert command[command.index("--maxmemory-policy") + 1] == "volatile-ttl"
+    worker_url = services["worker"]["environment"]["STREAMPULSE_REDIS_URL"]
+    api_url = services["api"]["environment"]["STREAMPULSE_REDIS_URL"]
+    assert worker_url == f"redis://sp-worker:{TEST_REDIS_PASSWORDS['REDIS_WORKER_PASSWORD']}@redis:6379/0"
+    assert api_url == f"redis://sp-api:{TEST_REDIS_PASSWORDS['REDIS_API_PASSWORD']}@redis:6379/0"
+    assert not services["redis"].get("ports"), "Redis publishes no host port"
+
+
+def test_monitoring_ports_are_bound_to_loopback(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("prometheus", "alertmanager"):
+        for port in services[name]["ports"]:
+            assert port["host_ip"] == "127.0.0.1", (name, port)
