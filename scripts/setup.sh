@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what StreamPulse needs on a fresh machine: the virtualenv with the package and its
-# test extras, the pinned Kafka jars from Maven Central, Debian's redis-server, and Debian's
-# promtool and amtool (the monitoring configuration tests).
+# test extras, the pinned Kafka jars from Maven Central, Debian's redis-server, Debian's
+# promtool and amtool (the monitoring configuration tests), Debian's chromium and chromium-driver
+# (the dashboard's browser tests), and the dashboard's chart library from web/package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -59,5 +60,19 @@ if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
       $SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
     fi
   done
+fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: installing Debian's chromium, chromium-driver (the dashboard's browser tests) and npm"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver $(command -v npm >/dev/null || echo npm) >/dev/null
+fi
+# The dashboard's chart library, from the lock file, with its licence beside it.
+VENDORED=api/static/vendor/uPlot.iife.min.js
+if [ ! -f "$VENDORED" ] || [ web/package-lock.json -nt "$VENDORED" ] || [ web/package.json -nt "$VENDORED" ]; then
+  echo "setup: installing the dashboard's chart library (npm ci in web/) into api/static/vendor"
+  (cd web && npm ci --no-audit --no-fund --silent && npm run --silent vendor)
 fi
 echo "setup: ready (.venv, Kafka $KAFKA_VERSION, $(redis-server --version | cut -d' ' -f3))"
