@@ -76,6 +76,9 @@ def test_broker_stopped_and_killed_for_30s_mid_replay(
         private_stack.kill("kafka", sig)
         _hold(OUTAGE_S, worker, f"the broker outage ({sig.name})")
         private_stack.up()
+        assert feeder.alive(), (
+            f"the replayer did not ride through the {sig.name} outage: {feeder.output()[-1500:]}"
+        )
         _processes_more(worker, 100, 90, f"processing after the {sig.name} outage")
     wait_for(lambda: not feeder.alive(), 240, what="the replay to finish")
     assert feeder.popen.returncode == 0, f"the replayer did not ride through: {feeder.output()[-2000:]}"
