@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
@@ -51,8 +52,8 @@ def seconds(value: float | None) -> str:
     return "—" if value is None else f"{Decimal(value).quantize(Decimal('0.1'), ROUND_HALF_UP)} s"
 
 
-def expected_top_rows(board: Dashboard, by: str) -> list[list[str]]:
-    top = board.json(f"/metrics/top?window=1h&by={by}&limit=10")
+def expected_top_rows(board: Dashboard, by: str, window: str = "1h") -> list[list[str]]:
+    top = board.json(f"/metrics/top?window={window}&by={by}&limit=10")
     return [
         [
             str(item["rank"]),
@@ -199,6 +200,13 @@ def test_top_regions_are_the_apis_ranking(dashboard: Dashboard, browser: webdriv
     equal_eventually(
         lambda: shown_top_rows(browser), lambda: expected_top_rows(dashboard, "avg_fare"), "top by avg fare"
     )
+    Select(browser.find_element(By.ID, "window-select")).select_by_value("5m")
+    equal_eventually(
+        lambda: shown_top_rows(browser),
+        lambda: expected_top_rows(dashboard, "avg_fare", "5m"),
+        "top of the 5m windows",
+    )
+    assert "window=5m" in browser.current_url
     for element in browser.find_elements(By.CSS_SELECTOR, "select, input, button"):
         assert element.accessible_name, element.get_attribute("outerHTML")
 
@@ -262,6 +270,19 @@ def test_drill_down_shows_the_apis_region(dashboard: Dashboard, browser: webdriv
         lambda: expected_stats(dashboard.json(f"/metrics/region/{other}?window=1h")),
         "final window of the region searched by id",
     )
+
+    def click_second_row() -> str | None:
+        """The row's region id once a click landed (a refresh may replace the row under it)."""
+        try:
+            row = browser.find_elements(By.CSS_SELECTOR, "#top-table tbody tr")[1]
+            region_id = row.get_attribute("data-region-id")
+            row.click()
+        except StaleElementReferenceException:
+            return None
+        return region_id
+
+    picked = eventually(click_second_row, "a click on the second row")
+    eventually(lambda: text(browser, "#region-title").startswith(f"Region {picked} "), "a row's region")
 
     field.clear()
     field.send_keys("no such zone anywhere", Keys.ENTER)
