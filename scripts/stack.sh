@@ -88,6 +88,10 @@ PROPS
 # the ingestion principal writes the events topic only; the worker reads it and owns the rest.
 apply_acls() {
   local app_id=${1:-streampulse} p=""
+  if [ ! -f "$KDATA/sasl.formatted" ]; then
+    echo "kafka: this broker was not started with STACK_SASL_SSL=1 ('make down && make clean' first)" >&2
+    exit 1
+  fi
   [ "$app_id" = streampulse ] || p="$app_id."
   local acl=(java -cp "$LIB/*" org.apache.kafka.tools.AclCommand --bootstrap-server "localhost:$KAFKA_PORT")
   local ingest=User:streampulse-ingest worker=User:streampulse-worker
@@ -105,7 +109,7 @@ apply_acls() {
       --topic "$app_id-"
     "${acl[@]}" --add --allow-principal "$worker" --operation All --resource-pattern-type prefixed \
       --group "$app_id"
-  } >>"$LOGS/kafka-acls.log" 2>&1
+  } >>"$LOGS/kafka-acls.log" 2>&1 || { echo "kafka: adding ACLs failed (see $LOGS/kafka-acls.log)" >&2; exit 1; }
   echo "kafka: ACLs for app id $app_id (ingest writes ${p}events; worker reads it and owns the rest)"
 }
 
