@@ -3,11 +3,13 @@
 The bins are a plain ``{key: count}`` dict so that the state is JSON-serializable in a
 changelogged table and merges by adding counts. Quantiles follow DDSketch's definition
 (rank = q * (n - 1)), so every reported quantile is within ``RELATIVE_ACCURACY`` (1 %) of the
-exact value of that rank in the sorted input.
+exact value of that rank in the sorted input. The aggregate narrows that further (exact answers
+for small windows, estimates clamped to the observed range): see ``tables.aggregate``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 from ddsketch.mapping import LogarithmicMapping
@@ -42,6 +44,18 @@ def quantile(bins: dict[int, int], zero_count: int, q: float) -> float | None:
         if running > rank:
             return float(MAPPING.value(key))
     return float(MAPPING.value(max(bins)))
+
+
+def sketch_bins(values: Iterable[float]) -> dict[int, int]:
+    """Bins of ``values`` (zero-bucket values left out: the caller counts those), built the way
+    folding them one by one would build them: a window that outgrows its exact durations list
+    switches to the sketch without changing any answer the sketch would have given."""
+    out: dict[int, int] = {}
+    for value in values:
+        key = sketch_key(value)
+        if key is not None:
+            out[key] = out.get(key, 0) + 1
+    return out
 
 
 def merge_bins(left: dict[int, int], right: dict[int, int]) -> dict[int, int]:

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.events import format_time_ms
-from tables.aggregate import ROUND_DIGITS, TripAggregate
+from tables.aggregate import EXACT_MAX_COUNT, ROUND_DIGITS, STATE_TAG, TripAggregate
 from tables.results import is_window_record, window_record
-from tables.sketch import RELATIVE_ACCURACY
+from tables.sketch import RELATIVE_ACCURACY, quantile, sketch_bins
 
 #: (fare, duration, distance, event time in ms)
 Trip = tuple[float, float, float, int]
@@ -47,11 +47,17 @@ def fold(trips: list[Trip], first_offset: int = 0) -> TripAggregate:
     return agg
 
 
+def rank_value(values: list[float], q: float) -> float:
+    """Plain-Python exact quantile: the value at rank floor(q * (n - 1)) of the sorted values."""
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
 def expected_metrics(trips: list[Trip]) -> dict[str, Any]:
     """The contract's aggregates computed directly from the trips, without the sketch."""
     n = len(trips)
     fares = [t[0] for t in trips]
-    durations = sorted(t[1] for t in trips)
+    durations = [t[1] for t in trips]
     distances = [t[2] for t in trips]
     times = [t[3] for t in trips]
     return {
@@ -61,8 +67,8 @@ def expected_metrics(trips: list[Trip]) -> dict[str, Any]:
         "min_fare": min(fares),
         "max_fare": max(fares),
         "avg_duration": math.fsum(durations) / n,
-        "p50_duration": durations[math.floor(0.5 * (n - 1))],
-        "p95_duration": durations[math.floor(0.95 * (n - 1))],
+        "p50_duration": rank_value(durations, 0.5),
+        "p95_duration": rank_value(durations, 0.95),
         "total_distance": math.fsum(distances),
         "avg_distance": math.fsum(distances) / n,
         "first_event_time": format_time_ms(min(times)),
@@ -70,7 +76,11 @@ def expected_metrics(trips: list[Trip]) -> dict[str, Any]:
     }
 
 
-def assert_metrics_match(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+def assert_metrics_match(
+    actual: dict[str, Any], expected: dict[str, Any], *, exact_small: bool = True
+) -> None:
+    """``exact_small``: a window of at most EXACT_MAX_COUNT trips answers quantiles exactly (only
+    a window restored from first-format state, without its durations, does not)."""
     assert set(actual) == METRICS
     for name in ("trip_count", "min_fare", "max_fare", "first_event_time", "last_event_time"):
         assert actual[name] == expected[name], name
@@ -78,7 +88,9 @@ def assert_metrics_match(actual: dict[str, Any], expected: dict[str, Any]) -> No
         assert actual[name] == pytest.approx(expected[name], rel=1e-12, abs=2 * ROUNDING), name
     for name in ("p50_duration", "p95_duration"):
         exact = expected[name]
-        if exact == 0:
+        if exact_small and actual["trip_count"] <= EXACT_MAX_COUNT:
+            assert actual[name] == exact, name
+        elif exact == 0:
             assert actual[name] == 0.0, name
         else:
             assert abs(actual[name] - exact) <= RELATIVE_ACCURACY * exact + 2 * ROUNDING, (
@@ -131,8 +143,8 @@ def test_metrics_of_a_small_window() -> None:
     assert m["avg_fare"] == 16.375
     assert (m["min_fare"], m["max_fare"]) == (5.5, 30.0)
     assert m["avg_duration"] == 525.0
-    assert m["p50_duration"] == pytest.approx(300.0, rel=RELATIVE_ACCURACY)  # rank floor(1.5) = 1
-    assert m["p95_duration"] == pytest.approx(600.0, rel=RELATIVE_ACCURACY)  # rank floor(2.85) = 2
+    assert m["p50_duration"] == 300.0  # rank floor(1.5) = 1, exact in a small window
+    assert m["p95_duration"] == 600.0  # rank floor(2.85) = 2
     assert m["total_distance"] == 10.25
     assert m["avg_distance"] == 2.5625
     assert m["first_event_time"] == "2024-03-01T12:00:05Z"
@@ -174,6 +186,82 @@ def test_metrics_do_not_depend_on_the_order_of_events(trips: list[Trip], rnd: An
     assert (a["p50_duration"], a["p95_duration"]) == (b["p50_duration"], b["p95_duration"])
 
 
+# --- duration quantiles -----------------------------------------------------------------------
+
+#: Long enough lists to cross EXACT_MAX_COUNT, so both the exact and the sketch answers are drawn.
+duration_lists = st.lists(durations, min_size=1, max_size=3 * EXACT_MAX_COUNT)
+
+
+def fold_durations(values: list[float]) -> TripAggregate:
+    return fold([(1.0, d, 1.0, T0 + i) for i, d in enumerate(values)])
+
+
+def test_a_one_trip_window_reports_its_duration() -> None:
+    """The sketch alone read a single 959 s trip back as 963.12 s."""
+    m = fold_durations([959.0]).metrics()
+    assert (m["p50_duration"], m["p95_duration"]) == (959.0, 959.0)
+
+
+def test_a_large_window_of_one_duration_is_clamped_to_it() -> None:
+    agg = fold_durations([959.0] * (EXACT_MAX_COUNT + 50))
+    assert agg.durations is None  # answered by the sketch...
+    assert quantile(agg.bins, agg.zero_durations, 0.5) != 959.0  # ...whose bin value is off...
+    assert (agg.metrics()["p50_duration"], agg.metrics()["p95_duration"]) == (959.0, 959.0)  # ...clamped
+
+
+def test_a_large_window_clamps_to_its_minimum_and_maximum() -> None:
+    values = [959.0] * 90 + [1.0] * 10  # p50 and p95 are both the maximum
+    m = fold_durations(values).metrics()
+    assert m["p50_duration"] == m["p95_duration"] == 959.0
+    values = [959.0] * 10 + [1.0] * 90  # both are the minimum, estimated as ~1.0045
+    m = fold_durations(values).metrics()
+    assert m["p50_duration"] == 1.0 and m["p95_duration"] == 959.0
+
+
+def test_durations_are_kept_up_to_the_exact_limit_then_the_sketch_takes_over() -> None:
+    values = [float(v) for v in range(EXACT_MAX_COUNT + 1, 0, -1)] + [0.0]
+    agg = fold_durations(values[:EXACT_MAX_COUNT])
+    assert agg.durations == sorted(values[:EXACT_MAX_COUNT]) and agg.bins == {}
+    agg.add_event(1.0, values[EXACT_MAX_COUNT], 1.0, T0)
+    assert agg.durations is None
+    assert agg.bins == sketch_bins(values[: EXACT_MAX_COUNT + 1])
+    agg.add_event(1.0, 0.0, 1.0, T0)
+    assert agg.zero_durations == 1 and agg.bins == sketch_bins(values)
+    assert (agg.duration_min, agg.duration_max) == (0.0, float(EXACT_MAX_COUNT + 1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(duration_lists)
+def test_quantiles_lie_in_the_observed_range_and_are_exact_for_small_windows(values: list[float]) -> None:
+    m = fold_durations(values).metrics()
+    p50, p95 = m["p50_duration"], m["p95_duration"]
+    assert min(values) <= p50 <= p95 <= max(values)
+    for q, got in ((0.5, p50), (0.95, p95)):
+        exact = rank_value(values, q)
+        if len(values) <= EXACT_MAX_COUNT:
+            assert got == exact
+        else:
+            assert abs(got - exact) <= RELATIVE_ACCURACY * exact + 2 * ROUNDING
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(duration_lists, min_size=1, max_size=4))
+def test_merged_parts_answer_like_the_whole(parts: list[list[float]]) -> None:
+    """Whatever the grouping, a merge answers as folding every duration in one window would."""
+    merged = reduce(TripAggregate.merge, [fold_durations(p) for p in parts])
+    everything = [d for p in parts for d in p]
+    whole = fold_durations(everything)
+    assert (merged.durations, merged.duration_min, merged.duration_max) == (
+        whole.durations,
+        whole.duration_min,
+        whole.duration_max,
+    )
+    assert merged.metrics()["p50_duration"] == whole.metrics()["p50_duration"]
+    assert merged.metrics()["p95_duration"] == whole.metrics()["p95_duration"]
+    assert min(everything) <= merged.metrics()["p50_duration"] <= merged.metrics()["p95_duration"]
+    assert merged.metrics()["p95_duration"] <= max(everything)
+
+
 # --- merge ------------------------------------------------------------------------------------
 
 
@@ -191,6 +279,9 @@ def comparable(agg: TripAggregate) -> dict[str, Any]:
         "zero_durations": agg.zero_durations,
         "bins": dict(agg.bins),
         "last_offset": agg.last_offset,
+        "duration_min": agg.duration_min,
+        "duration_max": agg.duration_max,
+        "durations": agg.durations,
     }
 
 
@@ -275,6 +366,79 @@ def test_state_round_trips_through_json(trips: list[Trip], last_offset: int) -> 
     restored.add_event(7.0, 42.0, 1.5, T0)
     agg.add_event(7.0, 42.0, 1.5, T0)
     assert restored == agg
+
+
+def v1_state(agg: TripAggregate) -> list[Any]:
+    """State as the first format wrote it: 11 items, durations only in the sketch."""
+    return [
+        agg.count,
+        agg.fare_sum,
+        agg.fare_min if agg.count else None,
+        agg.fare_max if agg.count else None,
+        agg.duration_sum,
+        agg.distance_sum,
+        agg.first_ms,
+        agg.last_ms,
+        agg.zero_durations,
+        [[k, c] for k, c in agg.sketch().items()],
+        agg.last_offset,
+    ]
+
+
+def test_state_is_tagged_with_its_format() -> None:
+    assert TripAggregate().to_state()[0] == STATE_TAG
+
+
+def test_first_format_state_written_by_an_older_worker_decodes() -> None:
+    """A one-trip window of 959 s, as an older worker stored it in the table."""
+    agg = TripAggregate.from_state(
+        orjson.loads(b"[1,12.5,12.5,12.5,959.0,3.2,1709294400000,1709294400000,0,[[344,1]],17]")
+    )
+    assert (agg.count, agg.fare_sum, agg.fare_min, agg.fare_max, agg.last_offset) == (1, 12.5, 12.5, 12.5, 17)
+    assert agg.bins == {344: 1} and agg.durations is None
+    # Its durations are gone, so its answer is the sketch's, as before the upgrade.
+    assert agg.metrics()["p50_duration"] == 963.120960
+    agg.add_event(10.0, 100.0, 1.0, T0)
+    assert agg.count == 2 and agg.durations is None
+    assert agg.metrics()["p50_duration"] == pytest.approx(100.0, rel=RELATIVE_ACCURACY)
+
+
+def test_empty_first_format_state_decodes_as_a_new_aggregate() -> None:
+    assert TripAggregate.from_state(v1_state(TripAggregate())) == TripAggregate()
+
+
+@settings(max_examples=100, deadline=None)
+@given(trip_lists, trip_lists)
+def test_first_format_state_recovers_and_keeps_folding(xs: list[Trip], ys: list[Trip]) -> None:
+    """Decoded first-format state answers as the first format did, folds on, merges with new
+    aggregates and re-encodes in the current format without losing anything."""
+    before = fold(xs)
+    restored = TripAggregate.from_state(orjson.loads(orjson.dumps(v1_state(before))))
+    assert restored.count == before.count and restored.sketch() == before.sketch()
+    m = restored.metrics()
+    if xs:
+        for q, name in ((0.5, "p50_duration"), (0.95, "p95_duration")):
+            sketched = quantile(before.sketch(), before.zero_durations, q)
+            assert sketched is not None and m[name] == round(sketched, ROUND_DIGITS)
+    assert {k: v for k, v in m.items() if not k.startswith("p")} == {
+        k: v for k, v in before.metrics().items() if not k.startswith("p")
+    }
+    merged = restored.merge(fold(ys, len(xs)))
+    for t in ys:
+        restored.add_event(*t)
+    restored.last_offset = merged.last_offset
+    assert comparable(restored) == comparable(merged)
+    again = TripAggregate.from_state(orjson.loads(orjson.dumps(restored.to_state())))
+    assert comparable(again) == comparable(restored)
+    assert again.metrics() == restored.metrics()
+    if xs or ys:
+        assert_metrics_match(merged.metrics(), expected_metrics(xs + ys), exact_small=not xs)
+
+
+@pytest.mark.parametrize("state", [[], ["v9", 1], [1, 2, 3], "v2"])
+def test_unknown_state_formats_are_refused(state: Any) -> None:
+    with pytest.raises(ValueError, match="unknown aggregate state format"):
+        TripAggregate.from_state(state)
 
 
 # --- the result record ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.sketch import MIN_INDEXABLE, RELATIVE_ACCURACY, merge_bins, quantile, sketch_key
+from tables.sketch import MIN_INDEXABLE, RELATIVE_ACCURACY, merge_bins, quantile, sketch_bins, sketch_key
 
 
 def sketch(values: list[float]) -> tuple[dict[int, int], int]:
@@ -129,3 +129,12 @@ def test_quantile_is_monotonic_in_q() -> None:
     estimates = [quantile(bins, zero, q / 100) for q in range(101)]
     assert all(e is not None for e in estimates)
     assert estimates == sorted(estimates)  # type: ignore[type-var]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.just(0.0) | durations, max_size=100))
+def test_sketch_bins_of_a_list_are_the_bins_of_folding_it(values: list[float]) -> None:
+    """A window switching from its exact durations to the sketch gets the bins folding would give."""
+    bins, _ = sketch(values)
+    assert sketch_bins(values) == bins
+    assert sketch_bins(iter(values)) == bins
