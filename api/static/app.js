@@ -13,6 +13,9 @@ const REGIONS_REFRESH_MS = 30000;
 const POINTS = { "1m": 90, "5m": 72, "15m": 96, "1h": 72 };
 const UNIT_MS = { s: 1000, m: 60000, h: 3600000, d: 86400000 };
 
+/** Tick steps for counts: a trip axis never shows half a trip. */
+const COUNT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
+
 const FINAL_COLOR = "#2563eb";
 const SECOND_COLOR = "#059669";
 const OPEN_COLOR = "#d97706";
@@ -178,12 +181,13 @@ function openSeries(label, scale = "y") {
   };
 }
 
-function cityChart(elementId, label, format) {
+function cityChart(elementId, label, format, counts) {
+  const axis = { size: 64, values: axisValues(format), ...(counts ? { incrs: COUNT_STEPS } : {}) };
   return chart(elementId, () =>
     makeChart(
       elementId,
       [lineSeries(`${label} (final)`, FINAL_COLOR), openSeries(`${label} (open window, live)`)],
-      [{}, { size: 64, values: axisValues(format) }],
+      [{}, axis],
     ),
   );
 }
@@ -225,7 +229,7 @@ function renderCity(city, windowName) {
     ["chart-city-fare", "city-fare-now", "Average fare", "avg_fare", (v) => money.format(v)],
   ];
   for (const [elementId, nowId, label, field, format] of specs) {
-    cityChart(elementId, label, format).setData(columns(finals, opens, [field]));
+    cityChart(elementId, label, format, field === "trip_count").setData(columns(finals, opens, [field]));
     const latest = finals.length > 0 ? finals[finals.length - 1][field] : null;
     const open = opens.length > 0 ? opens[opens.length - 1][field] : null;
     let text = latest === null ? "" : `latest ${format(latest)}`;
@@ -318,7 +322,7 @@ function regionCharts() {
         openSeries("Trips (open window, live)"),
         openSeries("Revenue (open window, live)", "usd"),
       ],
-      [{}, { size: 48 }, { side: 1, scale: "usd", size: 64, grid: { show: false }, values: axisValues((v) => money.format(v)) }],
+      [{}, { size: 48, incrs: COUNT_STEPS }, { side: 1, scale: "usd", size: 64, grid: { show: false }, values: axisValues((v) => money.format(v)) }],
     ),
   );
   const duration = chart("chart-region-duration", () =>
