@@ -132,7 +132,7 @@ def test_redis_down_90s_closes_no_window_early_and_loses_nothing(
     procs.append(redis_proc)
     wait_for(lambda: _redis_answers(redis_port), 20, what="test redis")
     data = tmp_path / "events.jsonl"
-    generate_canonical(data, 7000, seed=505, regions=10)
+    generate_canonical(data, 6000, seed=505, regions=10)
     worker = launch_worker(env, tmp_path, "w1")
     workers.append(worker)
     wait_worker_ready(worker.proc)
