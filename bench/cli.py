@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import click
 from rich.console import Console
 
 from app.settings import load_settings
-from bench import latency, output, procs
+from bench import kstreams, latency, output, procs
 from bench.api import api_load
 from bench.kafka import create_topic, delete_topics
 from bench.peers import PEERS, run_peer
@@ -68,6 +68,24 @@ console = Console()
 def _git(*args: str) -> str:
     done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
     return done.stdout.strip()
+
+
+def _version(pkg: str) -> str | None:
+    """A package's version, ``None`` when it is not installed (a run without the Quix contender
+    does not need Quix Streams)."""
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return None
+
+
+def _java_version() -> str | None:
+    """The JDK's version line (the Kafka Streams contender's runtime), ``None`` without one."""
+    if shutil.which("java") is None:
+        return None
+    done = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+    lines = done.stderr.strip().splitlines()
+    return lines[0] if lines else None
 
 
 def _load(run: Run, spec: Workload) -> Loaded:
@@ -270,7 +288,9 @@ def main(
             "load_avg_before": [round(x, 2) for x in load_before],
             "load_avg_after": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
-            **{pkg: version(pkg) for pkg in ("faust-streaming", "quixstreams", "aiokafka", "rocksdict")},
+            **{pkg: _version(pkg) for pkg in ("faust-streaming", "quixstreams", "aiokafka", "rocksdict")},
+            "java": _java_version(),
+            "kafka_streams": kstreams.kafka_version(),
         },
         "workloads": [
             {

@@ -38,6 +38,7 @@ def _cells(row: Row) -> list[str]:
         _num(row.events_per_s),
         _correct(row),
         _num(row.peak_rss_mb),
+        _num(row.cpu_ms_per_1k_events, 1),
         _pair(row.open_window_latency_p50_ms, row.open_window_latency_p99_ms),
         _pair(row.final_latency_p50_ms, row.final_latency_p99_ms),
         _status(row),
@@ -57,6 +58,7 @@ def table(rows: list[Row], title: str) -> Table:
         ("events/s", "right"),
         ("correct", "center"),
         ("peak RSS MB", "right"),
+        ("CPU ms/1k events", "right"),
         ("open p50/p99 ms", "right"),
         ("final p50/p99 ms", "right"),
         ("status", "left"),
@@ -75,9 +77,9 @@ def print_table(console: Console, rows: list[Row], title: str) -> None:
 def markdown_table(rows: list[Row]) -> str:
     """The same table for docs/benchmarks.md and the README."""
     lines = [
-        "| contender | workload | events/s | correct | peak RSS MB | open p50/p99 ms "
+        "| contender | workload | events/s | correct | peak RSS MB | CPU ms/1k events | open p50/p99 ms "
         "| final p50/p99 ms | status |",
-        "|---|---|---:|:---:|---:|---:|---:|---|",
+        "|---|---|---:|:---:|---:|---:|---:|---:|---|",
     ]
     lines.extend("| " + " | ".join(_cells(row)) + " |" for row in rows)
     return "\n".join(lines)

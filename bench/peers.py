@@ -1,4 +1,4 @@
-"""Running the peer contenders (b)–(e) as processes and turning their reports into rows."""
+"""Running the peer contenders (b)–(f) as processes and turning their reports into rows."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from bench import procs
+from bench import kstreams, procs
 from bench.reference import PeerRow, WindowKey, check_peer
-from bench.run import Loaded, Row, Run, apply_check, rate
+from bench.run import Loaded, Row, Run, apply_check, cpu_per_1k, rate
 from tests.integration.stack import Proc
 
 POLL_S = 0.5
@@ -23,16 +23,34 @@ STALL_S = 15.0
 @dataclass(frozen=True)
 class Peer:
     name: str
+    #: A Python module run with this interpreter, or ``JVM`` for the Kafka Streams jar.
     module: str
     #: Ceilings compute nothing: no results to check, their speed is a bound, not a score.
     ceiling: bool
+    #: Arguments after the common ones (the Kafka Streams variants).
+    extra: tuple[str, ...] = ()
 
+    def command(self) -> list[str]:
+        if self.module == JVM:
+            return kstreams.command()
+        return [sys.executable, "-m", self.module]
+
+
+JVM = "jvm:kafka-streams"
+#: The variants of the Kafka Streams contender: its docs' throughput settings with
+#: exactly-once (the headline row) and at-least-once, and exactly-once with every default.
+KSTREAMS_VARIANTS = {
+    "kafka-streams": ("--guarantee", "exactly_once_v2", "--tuned"),
+    "kafka-streams-alos": ("--guarantee", "at_least_once", "--tuned"),
+    "kafka-streams-defaults": ("--guarantee", "exactly_once_v2", "--defaults"),
+}
 
 PEERS = {
     p.name: p
     for p in (
         Peer("naive-faust", "bench.contenders.naive_faust", ceiling=False),
         Peer("quix", "bench.contenders.quix", ceiling=False),
+        *(Peer(name, JVM, ceiling=False, extra=extra) for name, extra in KSTREAMS_VARIANTS.items()),
         Peer("bare-faust", "bench.contenders.bare_faust", ceiling=True),
         Peer("bare-aiokafka", "bench.contenders.bare_aiokafka", ceiling=True),
     )
@@ -80,10 +98,14 @@ def _follow(run: Run, proc: Proc, report_path: Path, w: Loaded) -> tuple[dict[st
 def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
     group = f"{run.run_id}-{peer.name}-{w.name}"
     report_path = run.work_dir / f"{group}.json"
+    row = Row(peer.name, w.name, w.events, windows_expected=None if peer.ceiling else len(w.ref.windows))
+    try:
+        command = peer.command()
+    except kstreams.BuildError as exc:
+        row.status, row.note = "failed", str(exc)[:200]
+        return row
     args = [
-        sys.executable,
-        "-m",
-        peer.module,
+        *command,
         "--bootstrap",
         run.bootstrap,
         "--topic",
@@ -100,8 +122,8 @@ def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
         str(run.work_dir / f"data-{group}"),
         "--report",
         str(report_path),
+        *peer.extra,
     ]
-    row = Row(peer.name, w.name, w.events, windows_expected=None if peer.ceiling else len(w.ref.windows))
     proc = procs.start(args, run.env(), run.work_dir / f"{group}.log")
     try:
         with procs.RssSampler([proc.pid]) as rss:
@@ -113,6 +135,11 @@ def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
     last_ms = report.get("last_ms") if report else None
     row.peak_rss_mb = rss.peak_mb(last_ms / 1000 + 1 if last_ms else None)
     row.processed = report.get("records") if report else 0
+    if report and report.get("first_ms") and last_ms:
+        row.cpu_ms_per_1k_events = cpu_per_1k(
+            rss.cpu_seconds(report["first_ms"] / 1000, last_ms / 1000),
+            w.records if peer.ceiling else w.events,
+        )
     if not report or not (report["done"] or settled) or report["first_ms"] is None:
         return _unfinished(row, report, timed_out, proc.output(), run.timeout_s, stopped_ms)
     if report["last_ms"] is not None:

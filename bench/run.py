@@ -59,6 +59,9 @@ class Row:
     events_per_s: float | None = None
     correct: bool | None = None
     peak_rss_mb: float | None = None
+    #: Process CPU (user + system, the whole process tree) from the first record consumed to the
+    #: last result, per 1,000 events (records, for a ceiling), in milliseconds.
+    cpu_ms_per_1k_events: float | None = None
     status: str = "ok"
     note: str = ""
     seconds: float | None = None
@@ -87,6 +90,13 @@ def rate(events: int, first_ms: float | None, last_ms: float | None) -> float | 
     if first_ms is None or last_ms is None or last_ms <= first_ms:
         return None
     return round(events / ((last_ms - first_ms) / 1000), 1)
+
+
+def cpu_per_1k(cpu_s: float | None, events: int) -> float | None:
+    """Milliseconds of CPU per 1,000 events: ``cpu_s`` seconds spread over ``events``."""
+    if cpu_s is None or events <= 0:
+        return None
+    return round(cpu_s * 1_000_000 / events, 2)
 
 
 def apply_check(row: Row, check: Check, speed: float | None) -> Row:

@@ -20,7 +20,7 @@ from bench import procs
 from bench.kafka import uncommitted
 from bench.redis_io import delete_run_keys, final_windows, last_final_ms
 from bench.reference import check_streampulse
-from bench.run import Loaded, Row, Run, apply_check, free_port, rate
+from bench.run import Loaded, Row, Run, apply_check, cpu_per_1k, free_port, rate
 from tests.integration.pipeline import metric_values, start_worker
 from tests.integration.stack import Proc
 
@@ -118,6 +118,10 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
     row.processed = int(progress.processed)
     end_ms = last_final_ms(run.redis_url, app_id)
     row.peak_rss_mb = rss.peak_mb(end_ms / 1000 + 1 if end_ms else None)
+    if progress.first_ms is not None and end_ms is not None:
+        row.cpu_ms_per_1k_events = cpu_per_1k(
+            rss.cpu_seconds(progress.first_ms / 1000, end_ms / 1000), w.events
+        )
     if progress.written < expected and not progress.settled:
         if crashed:
             row.status = "failed"
