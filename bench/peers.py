@@ -134,6 +134,7 @@ def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
         procs.stop_all([proc])
     last_ms = report.get("last_ms") if report else None
     row.peak_rss_mb = rss.peak_mb(last_ms / 1000 + 1 if last_ms else None)
+    row.details["cpu_s_by_thread"] = rss.threads.get(proc.pid, {})
     row.processed = report.get("records") if report else 0
     if report and report.get("first_ms") and last_ms:
         row.cpu_ms_per_1k_events = cpu_per_1k(

@@ -118,6 +118,7 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
     row.processed = int(progress.processed)
     end_ms = last_final_ms(run.redis_url, app_id)
     row.peak_rss_mb = rss.peak_mb(end_ms / 1000 + 1 if end_ms else None)
+    row.details["cpu_s_by_thread"] = list(rss.threads.values())  # one mapping per worker
     if progress.first_ms is not None and end_ms is not None:
         row.cpu_ms_per_1k_events = cpu_per_1k(
             rss.cpu_seconds(progress.first_ms / 1000, end_ms / 1000), w.events
