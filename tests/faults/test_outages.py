@@ -26,7 +26,7 @@ from tests.faults.harness import (
     topic_of,
     worker_log_problems,
 )
-from tests.integration.pipeline import start_replay, wait_worker_ready
+from tests.integration.pipeline import metric_values, start_replay, wait_worker_ready
 from tests.integration.stack import Proc, StackInfo, wait_for
 from tests.integration.test_processing import free_port, generate_canonical
 
@@ -144,6 +144,9 @@ def test_redis_down_90s_closes_no_window_early_and_loses_nothing(
     redis_proc.stop()
     _hold(REDIS_OUTAGE_S, worker, "the Redis outage")
     assert feeder.alive(), "the outage must happen while events flow"
+    assert sum(metric_values(worker.port, "streampulse_sink_errors_total")) > 0, (
+        "the sink never saw the outage"
+    )
     redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
     procs.append(redis_proc)
     wait_for(lambda: _redis_answers(redis_port), 20, what="test redis back")
