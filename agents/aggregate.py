@@ -93,6 +93,8 @@ _changelog_behind: dict[int, set[Slot]] = {}
 #: The aggregate itself is kept, not its record: the record is built only when the mirror runs
 #: (once a second), not for every window on every batch.
 live_dirty: dict[WindowKey, tuple[TripAggregate, float]] = {}
+#: Set when ``live_dirty`` gained windows: the sink's mirror writes them as soon as its rate allows.
+live_changed = asyncio.Event()
 
 
 def _load_partition(partition: int) -> PartitionState:
@@ -332,6 +334,8 @@ def _store_partition(partition: int, folded: _Folded) -> None:
         dirty_slots.add((key[0], key[2]))
         prev = live_dirty.get(key)
         live_dirty[key] = (agg, prev[1] if prev else (folded.newest_ts or now))
+    if dirty_slots:
+        live_changed.set()
     behind = _changelog_behind.get(partition)
     if behind is not None:
         # The changelog may miss writes RocksDB has: send the partition's whole state again.

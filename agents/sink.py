@@ -1,9 +1,12 @@
-"""The Redis sink: final windows from the results topic, and a once-a-second live mirror.
+"""The Redis sink: final windows from the results topic, and the live mirror of open windows.
 
 Final windows are consumed from Kafka, so if Redis is down the sink retries with backoff and
 the results wait in the topic (the consumer offset only moves past what Redis has stored);
-nothing is lost, and a re-delivery writes the same value under the same key. Live (open)
-windows are best-effort: a failed mirror is counted and superseded by the next one.
+nothing is lost, and a re-delivery writes the same value under the same key. Neither path waits
+on a quiet stream: a result is written as soon as it is fetched, and open windows as soon as a
+batch changed them, at most ``LIVE_MIRROR_RATE`` times a second (what a busy stream costs Redis).
+Live windows are best-effort: a failed mirror is counted and superseded by the next one. Both
+writes append the changes to the updates streams that ``GET /stream`` serves.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from faust.types import Message
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agents.aggregate import CLOSED_AT_HEADER, SIZE_NAMES, live_dirty
+from agents.aggregate import CLOSED_AT_HEADER, SIZE_NAMES, live_changed, live_dirty
 from agents.redis_writer import write_final, write_live
 from app import batches, metrics
 from app.main import app, settings
@@ -56,14 +59,14 @@ async def sink_final_windows(stream: Any) -> None:
     the topic with but does not iterate.
     """
     while True:
-        messages = await results_inbox.take(2_000, 0.05)
+        messages = await results_inbox.take(2_000, 0.0)
         records = [r for r in map(_result, messages) if r is not None]
         closed_at = [_closed_at_ms(m.headers) for m in messages]
         backoff = 0.2
         while True:
             started = time.perf_counter()
             try:
-                await write_final(redis_client(), KEYS, records, RETENTION_S)
+                await write_final(redis_client(), KEYS, records, RETENTION_S, settings.push_retention)
             except (RedisError, OSError) as exc:
                 metrics.SINK_ERRORS.labels("final").inc()
                 log.warning(
@@ -107,9 +110,20 @@ def _closed_at_ms(headers: Any) -> int | None:
     return None
 
 
-@app.timer(1.0)
+@app.task
 async def mirror_open_windows() -> None:
-    """Each open window reaches Redis at most once a second, with final=false."""
+    """Write open windows (final=false) as soon as a batch changed them, coalesced so that each
+    window is written at most ``LIVE_MIRROR_RATE`` times a second however busy the stream."""
+    interval_s = 1.0 / settings.live_mirror_rate
+    while True:
+        await live_changed.wait()
+        live_changed.clear()
+        started = time.perf_counter()
+        await _mirror_once()
+        await asyncio.sleep(max(0.0, interval_s - (time.perf_counter() - started)))
+
+
+async def _mirror_once() -> None:
     if not live_dirty:
         return
     batch = dict(live_dirty)
@@ -120,12 +134,14 @@ async def mirror_open_windows() -> None:
             window_record(region, SIZE_NAMES[size_ms], size_ms, start, agg, final=False)
             for (size_ms, region, start), (agg, _) in batch.items()
         ]
-        await write_live(redis_client(), KEYS, records, RETENTION_S)
+        await write_live(redis_client(), KEYS, records, RETENTION_S, settings.push_retention)
     except (RedisError, OSError) as exc:
         metrics.SINK_ERRORS.labels("live").inc()
         log.warning("live mirror of %d windows failed: %s", len(batch), exc)
         for key, item in batch.items():
             live_dirty.setdefault(key, item)
+        await asyncio.sleep(1.0)  # Redis is away: try again, but not in a tight loop
+        live_changed.set()
         return
     metrics.SINK_WRITE_SECONDS.labels("live").observe(time.perf_counter() - started)
     now = time.time()

@@ -23,10 +23,11 @@ from redis.exceptions import RedisError
 from api import errors, security
 from api.deps import Serving
 from api.metrics import MetricsMiddleware
-from api.routes import city, dashboard, health, pipeline, prometheus, regions, top, windows
+from api.push import BLOCK_MS, UpdatesHub
+from api.routes import city, dashboard, health, pipeline, prometheus, regions, stream, top, windows
 from api.store import WindowStore
 from api.zones import load_zones
-from app.redis_client import redis_blocking_pool
+from app.redis_client import redis_blocking_pool, redis_client
 from app.redis_keys import RedisKeys
 from app.settings import Settings, get_settings
 
@@ -68,6 +69,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     zones = await asyncio.to_thread(load_zones, settings.zones_file)
     redis = redis_pool(settings)
     app.state.redis = redis
+    # Its own connections: each window size's reader blocks on one for up to BLOCK_MS.
+    push_redis = redis_client(
+        settings, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S, socket_timeout=BLOCK_MS / 1000 + 5
+    )
+    app.state.updates = UpdatesHub(push_redis, RedisKeys(settings.app_id), settings.push_client_buffer)
     app.state.serving = Serving(
         WindowStore(redis, RedisKeys(settings.app_id), settings.max_future_ms), zones, app.state.windows
     )
@@ -83,6 +89,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.updates.close()
+        await push_redis.aclose()
         await redis.aclose()
         await redis.connection_pool.disconnect()
 
@@ -100,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
     security.install(app, settings)
-    for module in (windows, top, regions, health, prometheus, city, pipeline, dashboard):
+    for module in (windows, top, regions, health, prometheus, city, pipeline, stream, dashboard):
         app.include_router(module.router)
     app.openapi = _openapi(app, settings)  # type: ignore[method-assign]
     return app

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 disable_created_metrics()  # like the worker's (app/metrics.py, docs/monitoring.md)
@@ -20,6 +20,8 @@ disable_created_metrics()  # like the worker's (app/metrics.py, docs/monitoring.
 API_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 UNMATCHED = "unmatched"
+#: Routes whose responses last as long as the client stays (push): their duration is not latency.
+LONG_LIVED_ROUTES = frozenset({"/stream"})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 REQUESTS = Counter(
@@ -41,6 +43,15 @@ REDIS_SECONDS = Histogram(
 )
 REDIS_ERRORS = Counter(
     "streampulse_api_redis_errors_total", "Redis round trips that failed, by operation", ["operation"]
+)
+PUSH_SECONDS = Histogram(
+    "streampulse_api_push_latency_seconds",
+    "From the sink's Redis write of a window update to its sending to a /stream subscriber",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+PUSH_SUBSCRIBERS = Gauge("streampulse_api_push_subscribers", "Open /stream connections")
+PUSH_DROPPED = Counter(
+    "streampulse_api_push_dropped_total", "/stream subscribers dropped because they read too slowly"
 )
 INVALID_STORED = Counter(
     "streampulse_api_invalid_stored_windows_total",
@@ -92,4 +103,5 @@ class MetricsMiddleware:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             method = scope["method"] if scope["method"] in _METHODS else "other"
             _requests(route, method, str(status)).inc()
-            _request_seconds(route, method).observe(time.perf_counter() - started)
+            if route not in LONG_LIVED_ROUTES:
+                _request_seconds(route, method).observe(time.perf_counter() - started)

@@ -9,6 +9,10 @@ Layout under the prefix ``sp:<app_id>:`` (two app ids never share keys):
 - ``latest:<size>``      sorted set: member = region, score = start of its newest final window, TTL
 - ``regions``            set of region ids that have data, TTL = the longest retention written
 - ``last_final_ms``      wall-clock ms of the newest final write (API freshness check), same TTL
+- ``updates:<size>``     stream of window updates (field ``w``: the window JSON, final or live),
+  appended by the same scripts when a window's stored value changes, trimmed to about
+  ``PUSH_RETENTION`` entries, TTL = the longest retention written: what ``GET /stream`` serves
+  and resumes from (an entry id is the SSE event id)
 
 Every key expires, renewed by the writes that need it, so Redis holds at most the retention's
 worth of windows per region and size (docs/security.md gives the bound).
@@ -28,14 +32,21 @@ import orjson
 #: The key names come inside that argument (built by :func:`final_write`), so the script
 #: declares no KEYS: fine on one Redis server, not on Redis Cluster.
 #: ARGV[1]: last_final_ms key, ARGV[2]: now_ms, ARGV[3]: regions key, ARGV[4]: JSON list of
-#: [window key, history key, latest key, region, start_ms, ttl_s, window JSON], numbers as
-#: strings: stored as given, compared with tonumber (exact below 2^53).
+#: [window key, history key, latest key, region, start_ms, ttl_s, window JSON, updates key],
+#: numbers as strings: stored as given, compared with tonumber (exact below 2^53); ARGV[5]: the
+#: updates streams' approximate length. A window re-emitted unchanged (after a crash, a replay of
+#: the results topic) adds no update: a subscriber sees each final window once.
 FINAL_WRITE_LUA = """
 local entries = cjson.decode(ARGV[4])
-local newest, ttls, latest, regions = {}, {}, {}, {}
+local newest, ttls, latest, regions, streams = {}, {}, {}, {}, {}
 for _, e in ipairs(entries) do
   local h, l, region, start, ttl = e[2], e[3], e[4], e[5], e[6]
   local t = tonumber(start)
+  local prev = redis.call('HMGET', e[1], 'final', 'data')
+  if prev[1] ~= '1' or prev[2] ~= e[7] then
+    redis.call('XADD', e[8], 'MAXLEN', '~', ARGV[5], '*', 'w', e[7])
+    streams[e[8]] = true
+  end
   redis.call('HSET', e[1], 'final', '1', 'data', e[7])
   redis.call('EXPIRE', e[1], ttl)
   redis.call('ZADD', h, start, start)
@@ -64,18 +75,27 @@ if #entries > 0 then
   if redis.call('TTL', ARGV[3]) < longest then redis.call('EXPIRE', ARGV[3], longest) end
   redis.call('SET', ARGV[1], ARGV[2], 'EX', longest)
 end
+for u in pairs(streams) do
+  if redis.call('TTL', u) < longest then redis.call('EXPIRE', u, longest) end
+end
 return #entries
 """
 
 #: Writes a batch of live (non-final) windows, skipping any that is already final, so a slow
 #: live mirror can never overwrite a final result; also advances each region's open-window
 #: pointer. Like :data:`FINAL_WRITE_LUA`: ARGV[1]: regions key, ARGV[2]: the same JSON list,
-#: with the open-pointer key in place of the history key (the latest key is not used).
+#: with the open-pointer key in place of the history key (the latest key is not used), ARGV[3]:
+#: the updates streams' approximate length.
 LIVE_WRITE_LUA = """
-local written, newest, starts, ttls, regions = 0, {}, {}, {}, {}
+local written, newest, starts, ttls, regions, streams = 0, {}, {}, {}, {}, {}
 for _, e in ipairs(cjson.decode(ARGV[2])) do
-  if redis.call('HGET', e[1], 'final') ~= '1' then
+  local prev = redis.call('HMGET', e[1], 'final', 'data')
+  if prev[1] ~= '1' then
     local o, t = e[2], tonumber(e[5])
+    if prev[2] ~= e[7] then
+      redis.call('XADD', e[8], 'MAXLEN', '~', ARGV[3], '*', 'w', e[7])
+      streams[e[8]] = true
+    end
     redis.call('HSET', e[1], 'final', '0', 'data', e[7])
     redis.call('EXPIRE', e[1], e[6])
     if not newest[o] or t > newest[o] then newest[o], starts[o], ttls[o] = t, e[5], e[6] end
@@ -95,6 +115,9 @@ for region in pairs(regions) do
 end
 for _, ttl in pairs(ttls) do longest = math.max(longest, tonumber(ttl)) end
 if written > 0 and redis.call('TTL', ARGV[1]) < longest then redis.call('EXPIRE', ARGV[1], longest) end
+for u in pairs(streams) do
+  if redis.call('TTL', u) < longest then redis.call('EXPIRE', u, longest) end
+end
 return written
 """
 
@@ -119,6 +142,9 @@ class RedisKeys:
     def latest(self, size: str) -> str:
         return f"{self.prefix}latest:{size}"
 
+    def updates(self, size: str) -> str:
+        return f"{self.prefix}updates:{size}"
+
     @property
     def regions(self) -> str:
         return f"{self.prefix}regions"
@@ -132,18 +158,31 @@ class RedisKeys:
         return f"{self.prefix}pipeline_stats"
 
 
+#: Default approximate length of each window size's updates stream: how far back a
+#: disconnected subscriber can resume (``STREAMPULSE_PUSH_RETENTION``).
+PUSH_RETENTION = 20_000
+
+
 def final_write(
-    keys: RedisKeys, windows: Iterable[Mapping[str, Any]], retention_s: Mapping[str, int], now_ms: int
+    keys: RedisKeys,
+    windows: Iterable[Mapping[str, Any]],
+    retention_s: Mapping[str, int],
+    now_ms: int,
+    push_retention: int = PUSH_RETENTION,
 ) -> list[Any]:
     """ARGV of :data:`FINAL_WRITE_LUA` for these windows (results-topic records)."""
-    return [keys.last_final_ms, now_ms, keys.regions, _entries(keys, windows, retention_s, final=True)]
+    entries = _entries(keys, windows, retention_s, final=True)
+    return [keys.last_final_ms, now_ms, keys.regions, entries, push_retention]
 
 
 def live_write(
-    keys: RedisKeys, windows: Iterable[Mapping[str, Any]], retention_s: Mapping[str, int]
+    keys: RedisKeys,
+    windows: Iterable[Mapping[str, Any]],
+    retention_s: Mapping[str, int],
+    push_retention: int = PUSH_RETENTION,
 ) -> list[Any]:
     """ARGV of :data:`LIVE_WRITE_LUA` for these windows (open-window records)."""
-    return [keys.regions, _entries(keys, windows, retention_s, final=False)]
+    return [keys.regions, _entries(keys, windows, retention_s, final=False), push_retention]
 
 
 def _entries(
@@ -161,6 +200,7 @@ def _entries(
                 str(start),
                 str(retention_s[size]),
                 orjson.dumps(win).decode(),
+                keys.updates(size),
             )
         )
     return orjson.dumps(entries)

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.redis_keys import PUSH_RETENTION
 from tables.windows import WindowSize, parse_duration_ms, parse_windows
 
 ENV_PREFIX = "STREAMPULSE_"
@@ -88,6 +89,21 @@ class Settings(BaseSettings):
     max_future: str = Field("1h", description="how far ahead of the wall clock an event time may be")
     max_region_id: int = Field(1_000_000, ge=0, le=2**63 - 1, description="highest accepted region_id")
     session_timeout: str = Field("30s", description="Kafka consumer-group session timeout of a worker")
+    live_mirror_rate: float = Field(
+        10.0, gt=0, le=1000, description="at most this many Redis writes of open windows per second"
+    )
+    push_retention: int = Field(
+        PUSH_RETENTION,
+        ge=100,
+        le=10_000_000,
+        description="updates kept per window size for /stream resumption",
+    )
+    push_client_buffer: int = Field(
+        2_000,
+        ge=1_000,
+        le=1_000_000,
+        description="updates a /stream client may fall behind before it is dropped",
+    )
     zones_file: Path = Field(
         Path(__file__).resolve().parent.parent / "data" / "tlc" / "taxi_zones.csv",
         description="TLC zone lookup (LocationID, zone, borough) naming the regions",

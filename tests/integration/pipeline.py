@@ -8,6 +8,7 @@ every window with lists and ``statistics``-style arithmetic. It shares no code w
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import math
 import subprocess
@@ -82,6 +83,23 @@ def replay(env: Mapping[str, str], *args: str, timeout: float = 300) -> dict[str
     assert result.returncode == 0, f"replay failed ({result.returncode}): {result.stderr[-3000:]}"
     summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return summary
+
+
+TLC_SAMPLE = ROOT / "data" / "tlc" / "tlc_trips_2019-03_sample.csv"
+
+
+def sorted_tlc_sample(dest: Path) -> Path:
+    """The bundled sample ordered by drop-off time (its event time), as ``make demo`` replays it:
+    the file is a random draw across the month, and replayed as is most trips would be late."""
+    with TLC_SAMPLE.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = sorted(reader, key=lambda r: r["tpep_dropoff_datetime"])
+        fields = reader.fieldnames or []
+    with dest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return dest
 
 
 def start_replay(env: Mapping[str, str], tmp: Path, *args: str) -> Proc:

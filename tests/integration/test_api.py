@@ -57,6 +57,7 @@ API_PATHS = {
     "/metrics/top",
     "/health",
     "/metrics",
+    "/stream",
 }
 
 

@@ -145,6 +145,31 @@ async def snapshot(redis: Redis, keys: RedisKeys) -> dict[bytes, Any]:
             out[key] = await redis.zrange(key, 0, -1, withscores=True)
         elif kind == b"set":
             out[key] = sorted(await redis.smembers(key))
+        elif kind == b"stream":
+            out[key] = await redis.xrange(key)
         else:
             out[key] = await redis.get(key)
     return out
+
+
+async def _updates(redis: Redis, keys: RedisKeys, size: str) -> list[dict[str, Any]]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(keys.updates(size))  # type: ignore[assignment]
+    return [orjson.loads(fields[b"w"]) for _, fields in entries]
+
+
+async def test_the_updates_stream_gets_each_change_once_and_nothing_for_a_rewrite(
+    redis: Redis, app_id: str
+) -> None:
+    keys = RedisKeys(app_id)
+    batch = windows(CHUNK + 40, seed=5)
+    live = [dict(win, final=False, n=win["n"] - 1) for win in batch[:30]]
+    await write_live(redis, keys, live, RETENTION_S)
+    await write_live(redis, keys, live, RETENTION_S)  # unchanged: no second update
+    await write_final(redis, keys, batch, RETENTION_S)
+    await write_final(redis, keys, batch, RETENTION_S)  # a re-emission: no second update
+    await write_live(redis, keys, live, RETENTION_S)  # late live write of final windows: ignored
+    for size in SIZES_MS:
+        expected = [w for w in live if w["window"] == size] + [w for w in batch if w["window"] == size]
+        assert await _updates(redis, keys, size) == expected, size
+        if expected:
+            assert 0 < await redis.ttl(keys.updates(size)) <= max(RETENTION_S.values())
