@@ -161,15 +161,32 @@ def build() -> Dashboard:
         [
             timeseries(
                 "Event to Redis (open windows)",
-                "From an event's record timestamp to its open window written to Redis.",
+                "From an event's record timestamp to its open window written to Redis; the target is "
+                "150 ms p50, 500 ms p99.",
                 _quantiles("streampulse_open_window_latency_seconds_bucket"),
                 unit="s",
             ),
             timeseries(
                 "Window close to final result in Redis",
-                "From the watermark passing a window's end to its final result written to Redis.",
+                "From the watermark passing a window's end to its final result written to Redis; the "
+                "target is 250 ms p50, 1 s p99.",
                 _quantiles("streampulse_final_window_latency_seconds_bucket"),
                 unit="s",
+            ),
+            timeseries(
+                "Redis to /stream subscribers",
+                "From the sink's Redis write of a window update to the API sending it to a /stream "
+                "subscriber; the target is 100 ms p99.",
+                _quantiles("streampulse_api_push_latency_seconds_bucket"),
+                unit="s",
+            ),
+            timeseries(
+                "/stream subscribers",
+                "Open push connections per API process, and subscribers dropped for reading too slowly.",
+                [
+                    Query("sum by (instance) (streampulse_api_push_subscribers)", "{{instance}}"),
+                    Query(f"sum(increase(streampulse_api_push_dropped_total[{RATE}]))", "dropped"),
+                ],
             ),
             timeseries(
                 "Redis sink write duration by kind",

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from tests.integration.pipeline import start_replay, start_worker, wait_worker_ready
 from tests.integration.stack import Proc, StackInfo, wait_for
 from tests.integration.test_processing import TLC_SAMPLE, free_port, generate_canonical
+from tests.integration.test_stream import Subscriber
 from tests.monitoring import (
     API_JOB,
     WORKER_JOB,
@@ -238,6 +239,8 @@ def test_every_alert_and_panel_query_evaluates_and_every_panel_has_data(
     procs.append(start_prometheus(tmp_path, prometheus_port, worker_port, api_port))
     prometheus = PrometheusApi(prometheus_port)
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10)
+    # A push subscriber through the whole run, for the push latency and subscriber panels.
+    subscriber = Subscriber(f"http://127.0.0.1:{api_port}/stream?window=1h")
     try:
         wait_for(prometheus.ready, 30, what="Prometheus ready (see prometheus.log)")
         wait_worker_ready(procs[0])
@@ -255,6 +258,7 @@ def test_every_alert_and_panel_query_evaluates_and_every_panel_has_data(
             api.get(path).status_code for path in ("/metrics/region/999?window=1m", "/regions?window=2m")
         ]
         assert statuses == [404, 422]
+        subscriber.start()
         tlc = sorted_tlc_sample(tmp_path / "tlc-sorted.csv", TLC_ROWS)
         generated = tmp_path / "generated.jsonl"
         generate_canonical(generated, GENERATED_EVENTS, seed=5, regions=30)
@@ -330,4 +334,5 @@ def test_every_alert_and_panel_query_evaluates_and_every_panel_has_data(
         assert_rule_groups_loaded_and_alerts_match_the_run(prometheus)
     finally:
         api.close()
+        subscriber.stop.set()
         prometheus.close()
