@@ -8,7 +8,6 @@ import ast
 import os
 import re
 import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +36,7 @@ ENTRY_POINTS = {
     "worker": ["faust", "-A", "app", "worker"],
     "api": ["uvicorn", "api.main:app"],
     "replay": ["python", "-m", "producers.replay"],
+    "topic-init": ["python", "-m", "app.provision"],
 }
 HEALTH_CHECKED = {"kafka", "redis", "worker", "api", "prometheus", "alertmanager", "grafana"}
 
@@ -124,7 +124,6 @@ def test_kafka_is_the_official_image_in_kraft_mode_with_a_healthcheck(
     assert kafka["image"] == "apache/kafka:4.1.1"
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
-    assert services["topic-init"]["image"] == kafka["image"]
 
 
 def test_redis_appends_to_its_aof_and_is_health_checked(services: dict[str, dict[str, Any]]) -> None:
@@ -296,51 +295,13 @@ def test_partitions_come_from_one_variable(tmp_path: Path) -> None:
     assert services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"] == "12"
 
 
-def _run_topic_init(
-    tmp_path: Path, env: dict[str, str], existing_partitions: str | None = None
-) -> tuple[int, str]:
-    """Run topic-init's script against a stub kafka-topics.sh that records what it is asked."""
-    script = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["topic-init"]["command"][0].replace(
-        "$$", "$"
-    )
-    log = tmp_path / "calls.log"
-    stub = tmp_path / "kafka-topics.sh"
-    partitions = existing_partitions or env["STREAMPULSE_PARTITIONS"]
-    stub.write_text(
-        "#!/bin/bash\n"
-        f'echo "$*" >> {log}\n'
-        f'if [[ " $* " == *" --describe "* ]]; then echo "Topic: x PartitionCount: {partitions} RF: 1"; fi\n'
-    )
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    script = script.replace("/opt/kafka/bin/kafka-topics.sh", str(stub))
-    result = subprocess.run(
-        ["bash", "-euc", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin"} | env,
-        check=False,
-    )
-    return result.returncode, log.read_text() if log.exists() else ""
-
-
-@pytest.mark.parametrize("app_id", ["streampulse", "city2"])
-def test_topic_init_creates_the_topics_the_settings_name(tmp_path: Path, app_id: str) -> None:
-    code, calls = _run_topic_init(tmp_path, {"STREAMPULSE_APP_ID": app_id, "STREAMPULSE_PARTITIONS": "8"})
-    assert code == 0
-    created = re.findall(
-        r"--create --if-not-exists --topic (\S+) --partitions 8 --replication-factor 1", calls
-    )
-    settings = Settings(app_id=app_id)
-    assert created == [settings.events, settings.dlq, settings.late, settings.results]
-    assert (
-        f"--topic {settings.events} --partitions 8 --replication-factor 1 --config retention.ms=-1" in calls
-    )
-
-
-def test_topic_init_fails_on_a_partition_count_mismatch(tmp_path: Path) -> None:
-    code, _ = _run_topic_init(tmp_path, {"STREAMPULSE_PARTITIONS": "8"}, existing_partitions="4")
-    assert code != 0
+def test_topic_init_runs_the_one_provisioning_path_with_the_workers_settings(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    init, worker = services["topic-init"], services["worker"]
+    shared = {k: v for k, v in worker["environment"].items() if k != "STREAMPULSE_REDIS_URL"}
+    assert {k: v for k, v in init["environment"].items() if k in shared} == shared
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def test_redis_has_acl_users_and_the_services_use_them(services: dict[str, dict[str, Any]]) -> None:
