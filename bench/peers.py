@@ -136,15 +136,15 @@ def run_peer(run: Run, peer: Peer, w: Loaded) -> Row:
     row.peak_rss_mb = rss.peak_mb(last_ms / 1000 + 1 if last_ms else None)
     row.details["cpu_s_by_thread"] = rss.threads.get(proc.pid, {})
     row.processed = report.get("records") if report else 0
-    if report and report.get("first_ms") and last_ms:
-        row.cpu_ms_per_1k_events = cpu_per_1k(
-            rss.cpu_seconds(report["first_ms"] / 1000, last_ms / 1000),
-            w.records if peer.ceiling else w.events,
-        )
     if not report or not (report["done"] or settled) or report["first_ms"] is None:
         return _unfinished(row, report, timed_out, proc.output(), run.timeout_s, stopped_ms)
     if report["last_ms"] is not None:
         row.seconds = round((report["last_ms"] - report["first_ms"]) / 1000, 2)
+        # Only for a finished run: a timed-out one did not process all the events it is divided by.
+        row.cpu_ms_per_1k_events = cpu_per_1k(
+            rss.cpu_seconds(report["first_ms"] / 1000, report["last_ms"] / 1000),
+            w.records if peer.ceiling else w.events,
+        )
     speed = rate(w.records if peer.ceiling else w.events, report["first_ms"], report["last_ms"])
     if peer.ceiling:
         row.status, row.events_per_s = "ceiling, computes nothing", speed
