@@ -26,6 +26,10 @@ from app.settings import Settings
 from producers.exceptions import KafkaUnreachable
 
 CONNECT_TIMEOUT_S = 10.0
+#: How long a batch may wait for the broker before the replay fails: a broker restart or a leader
+#: election takes tens of seconds, which a replay rides through (Kafka's own producers wait two
+#: minutes, their delivery.timeout.ms). The idempotent producer retries without duplicating.
+DELIVERY_TIMEOUT_S = 120.0
 #: Under pacing, batches still filling are handed over at most this often: flushing on every
 #: pacing sleep makes batches of a few events, each waiting for the last one's acknowledgement.
 LINGER_S = 0.02
@@ -67,7 +71,7 @@ class EventSink:
             compression_type="zstd" if has_zstd() else "gzip",
             max_batch_size=BATCH_BYTES,
             linger_ms=20,
-            request_timeout_ms=30_000,
+            request_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000),
         )
         try:
             await self._within(producer.start(), "connecting")

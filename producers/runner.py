@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from app.settings import Settings
 from producers.batches import Batch, Prepared, Rejected, check_canonical, prepare_records, rejection_json
 from producers.exceptions import KafkaUnreachable, StrictReject, UsageProblem
-from producers.kafka_out import EventSink
+from producers.kafka_out import DELIVERY_TIMEOUT_S, EventSink
 from producers.localtime import zone
 from producers.pacing import Pacer
 from producers.parsers import Format, Record, Schema, raw_text
@@ -42,7 +42,7 @@ SYNTHETIC_CHUNK = 4096
 #: Under pacing, a send is held back only when it is at least this early: shorter sleeps cost
 #: more in wake-ups than they gain in precision.
 _MIN_SLEEP_S = 0.002
-_FLUSH_TIMEOUT_S = 30.0
+_FLUSH_TIMEOUT_S = DELIVERY_TIMEOUT_S + 30.0
 SYNTHETIC_SOURCE = "synthetic"
 
 
