@@ -9,7 +9,6 @@ is stopped by pid at teardown.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import socket
@@ -30,6 +29,7 @@ from tests.integration.conftest import stack
 from tests.integration.pipeline import (
     metric_values,
     replay,
+    sorted_tlc_sample,
     start_worker,
     wait_final_windows,
     wait_worker_ready,
@@ -40,7 +40,6 @@ __all__ = ["stack"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SAMPLE = ROOT / "data" / "tlc" / "tlc_trips_2019-03_sample.csv"
 PARTITIONS = 4
 DESKTOP = (1440, 900)
 
@@ -50,20 +49,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def sorted_sample(dest: Path) -> Path:
-    """The sample ordered by drop-off time (its event time), as ``make demo`` replays it: the file
-    is a random draw across the month, and replayed as is most trips would be late."""
-    with SAMPLE.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = sorted(reader, key=lambda r: r["tpep_dropoff_datetime"])
-        fields = reader.fieldnames or []
-    with dest.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return dest
 
 
 @dataclass
@@ -168,7 +153,7 @@ def dashboard(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         wait_worker_ready(worker)
         board.start()
-        sample = sorted_sample(tmp / "sample-by-dropoff.csv")
+        sample = sorted_tlc_sample(tmp / "sample-by-dropoff.csv")
         board.sent = replay(env, str(sample), "--rejects", str(tmp / "rejects.jsonl"))["sent"]
         board.wait_replay_settled(PARTITIONS)
         yield board
