@@ -113,6 +113,7 @@ def run_soak(
     write_input(data, per_file, seed)
     lifetimes: list[Lifetime] = []
     worker: Worker | None = None
+    exact = False
     t0 = time.monotonic()
 
     def start() -> Worker:
@@ -164,11 +165,13 @@ def run_soak(
         settle_s = time.monotonic() - t0 - (replay_started - t0) - replay_s
         got = redis_final_windows(info.redis_url, app_id)
         check = check_streampulse(ref, got.items())
+        exact = check.correct
         worker_alive = worker.proc.alive()
     finally:
         feeder.stop()
         worker.proc.stop(timeout=10)
-        delete_run_keys(info.redis_url, f"{app_id}:")  # checked: a soak's windows leave Redis
+        if exact:  # checked: the windows leave Redis; a failed soak keeps them to look at
+            delete_run_keys(info.redis_url, f"{app_id}:")
     lifetimes[-1].ended_s = time.monotonic() - t0
     full = [life for life in lifetimes if life.rss_mb]
     first_peak, last_peak = (full[0].peak_mb, full[-1].peak_mb) if full else (0.0, 0.0)
