@@ -58,7 +58,7 @@ QUICK: dict[str, Any] = {
     "latency": 10.0,
     "api": 5.0,
 }
-#: Issue 8's targets, evaluated in the JSON.
+#: The benchmark's targets, evaluated in the JSON.
 TARGET_VS_NAIVE, TARGET_VS_QUIX, TARGET_PER_WORKER = 3.0, 1.5, 30_000
 TARGET_OPEN_P99_MS, TARGET_FINAL_P99_MS = 500, 1000
 
@@ -170,7 +170,7 @@ def _partial_speed(rows: list[Row], name: str, workload: str) -> float | None:
 
 
 def _targets(rows: list[Row]) -> dict[str, Any]:
-    """Issue 8's targets against what was measured (None where a figure is missing)."""
+    """The benchmark's targets against what was measured (None where a figure is missing)."""
     out: dict[str, Any] = {}
     for workload in dict.fromkeys(r.workload for r in rows):
         sp = _speed(rows, "streampulse", workload)

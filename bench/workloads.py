@@ -1,4 +1,4 @@
-"""The two seeded workloads of issue 8 and the loader that puts one into a topic.
+"""The two seeded workloads of the benchmark and the loader that puts one into a topic.
 
 - **live**: event times advance as if the trips were produced at 50,000 per second (a very busy
   city): a million trips span 20 s of event time, so every batch touches only the current windows.

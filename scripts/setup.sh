@@ -43,7 +43,10 @@ if ! command -v redis-server >/dev/null; then
   if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
     $SUDO systemctl stop redis-server || true
   fi
-  pkill -f "redis-server 127.0.0.1:6379" 2>/dev/null || true
+  # Without systemd the package's init script started it: stop that one, by its own pid file.
+  if [ -f /run/redis/redis-server.pid ]; then
+    $SUDO kill "$(cat /run/redis/redis-server.pid)" 2>/dev/null || true
+  fi
 fi
 if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
   echo "setup: installing Debian's prometheus and prometheus-alertmanager (promtool, amtool for the tests)"
