@@ -119,7 +119,13 @@ def _load_partition(partition: int) -> PartitionState:
             continue
         parsed = parse_slot_table_key(key)
         if parsed is not None and parsed[0] == partition and parsed[1][0] in SIZE_NAMES:
-            windows.update(windows_from_slot_state(parsed[1], value))
+            try:
+                windows.update(windows_from_slot_state(parsed[1], value))
+            except (ValueError, TypeError, KeyError, IndexError):
+                # A slot no version of the worker wrote (forged, or corrupted): its partial windows
+                # are lost, loudly, rather than every batch of the partition failing on it.
+                log.error("partition %d: unreadable state under %r, skipped", partition, key)
+                metrics.EVENTS_INVALID.labels("unreadable_state").inc()
     progress = Progress.from_state(progress_state)
     log.info(
         "partition %d: %d open windows recovered, progress offset %d",
