@@ -31,13 +31,14 @@ from faust import Event
 from faust import streams as faust_streams
 from faust.types import TP, Message
 
-from api.zones import load_zones
 from app import batches, faults, metrics
 from app.control import IDLE, control_kind, decode_control, encode_control
-from app.events import Rejection, TripEvent, default_limits, format_time_ms, parse_event
+from app.events import Rejection, TripEvent, default_limits, parse_event
 from app.main import app, settings
 from app.publish import publish
+from app.state import state_table
 from app.topics import dlq_topic, events_topic, late_topic
+from app.zones import load_zones
 from tables.aggregate import TripAggregate
 from tables.partition_state import (
     LateEvent,
@@ -52,7 +53,7 @@ from tables.partition_state import (
     windows_from_slot_state,
 )
 from tables.results import window_record
-from tables.state import state_table
+from tables.times import format_time_ms
 from tables.windows import WindowSize
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from api.store import WindowStore
 from api.timeparse import parse_time_ms
-from api.zones import ZoneLookup
 from app.settings import Settings
+from app.zones import ZoneLookup
 from tables.windows import WindowSize
 
 MAX_REGION_ID = 2**63 - 1

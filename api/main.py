@@ -26,10 +26,10 @@ from api.metrics import MetricsMiddleware
 from api.push import BLOCK_MS, UpdatesHub
 from api.routes import city, dashboard, health, pipeline, prometheus, regions, stream, top, windows
 from api.store import WindowStore
-from api.zones import load_zones
 from app.redis_client import redis_blocking_pool, redis_client
 from app.redis_keys import RedisKeys
 from app.settings import Settings, get_settings
+from app.zones import load_zones
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.settings import get_settings
+from tables.times import EPOCH, format_time_ms
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MAX_EPOCH_S = 253_402_300_799  # 9999-12-31T23:59:59Z
 _NUMERIC_RE = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
-_MIN_FORMATTABLE_MS = (datetime.min.replace(tzinfo=UTC) - EPOCH) // _MS
-_MAX_FORMATTABLE_MS = (datetime.max.replace(tzinfo=UTC) - EPOCH) // _MS
 #: The rejection reason of an event time too far ahead of the wall clock.
 FUTURE = "future"
 
@@ -149,23 +147,6 @@ class TripEvent(BaseModel):
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_canonical())
-
-
-@lru_cache(maxsize=65_536)
-def format_time_ms(t_ms: int) -> str:
-    """ISO-8601 UTC with a ``Z``; milliseconds only when there are some. Cached: every region
-    of a window shares its start and end, and a worker formats them for each result.
-
-    Never raises: a time outside what ``datetime`` can hold (only state written before event
-    times were bounded could carry one) is clamped to the nearest representable instant, so
-    formatting a result can never stop its partition."""
-    t_ms = min(max(int(t_ms), _MIN_FORMATTABLE_MS), _MAX_FORMATTABLE_MS)
-    dt = EPOCH + timedelta(milliseconds=t_ms)
-    # isoformat, not strftime: "%Y" does not pad years before 1000 to four digits on Linux.
-    text = dt.replace(tzinfo=None, microsecond=0).isoformat()
-    if t_ms % 1000:
-        return f"{text}.{t_ms % 1000:03d}Z"
-    return text + "Z"
 
 
 @dataclass(frozen=True, slots=True)

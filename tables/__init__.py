@@ -1,1 +1,4 @@
-"""State of the pipeline: window math, the aggregate value type, and the Faust table definitions."""
+"""The pure domain: window math, the aggregate value type, partition state and time formatting.
+
+Nothing here does I/O or imports the Faust app, so it is tested without services; the Faust table
+that stores this state lives in :mod:`app.state`."""

@@ -22,8 +22,8 @@ from bisect import insort
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.events import format_time_ms
 from tables.sketch import RELATIVE_ACCURACY, merge_bins, quantile, sketch_bins, sketch_key
+from tables.times import format_time_ms
 
 #: Decimal places kept in reported sums and averages: hides float summation-order noise while
 #: keeping far more precision than fares (cents) or distances (hundredths of a mile) carry.

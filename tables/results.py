@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from app.events import format_time_ms
 from tables.aggregate import TripAggregate
+from tables.times import format_time_ms
 
 
 def window_record(

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from api.deps import ServingDep, WindowParam
 from api.metrics import redis_call
 from api.store import WindowStore
-from app.events import format_time_ms
+from tables.times import format_time_ms
 from tables.windows import WindowSize
 
 router = APIRouter(tags=["dashboard"])

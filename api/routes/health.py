@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from api.deps import RedisDep, ServingDep, SettingsDep
 from api.metrics import redis_call
 from api.models import FreshnessCheck, HealthCheck, HealthChecks, HealthResponse
-from app.events import format_time_ms
+from tables.times import format_time_ms
 
 log = logging.getLogger(__name__)
 

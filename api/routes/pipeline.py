@@ -19,7 +19,7 @@ from api.deps import RedisDep, ServingDep, SettingsDep
 from api.metrics import redis_call
 from api.models import HealthResponse
 from api.routes import health
-from app.events import format_time_ms
+from tables.times import format_time_ms
 
 router = APIRouter(tags=["dashboard"])
 

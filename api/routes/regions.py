@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from api.deps import ServingDep, WindowParam
 from api.models import RegionSummary
 from api.routes import INVALID, UNAVAILABLE
-from app.events import format_time_ms
+from tables.times import format_time_ms
 
 router = APIRouter(tags=["regions"])
 

@@ -17,7 +17,7 @@ from api.metrics import INVALID_STORED, PUSH_SECONDS, PUSH_SUBSCRIBERS
 from api.models import RegionWindow, StoredWindow
 from api.push import DROPPED, Entry, UpdatesHub, entry_ms, id_after, valid_id
 from api.routes import INVALID, UNAVAILABLE
-from api.zones import ZoneLookup
+from app.zones import ZoneLookup
 
 router = APIRouter(tags=["stream"])
 

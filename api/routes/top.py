@@ -10,7 +10,7 @@ from api.deps import ServingDep, WindowParam
 from api.models import TopEntry, TopResponse
 from api.ranking import RankBy, rank_windows
 from api.routes import INVALID, NOT_FOUND, UNAVAILABLE
-from app.events import format_time_ms
+from tables.times import format_time_ms
 
 router = APIRouter(tags=["ranking"])
 

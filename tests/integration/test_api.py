@@ -32,11 +32,12 @@ from redis.asyncio import Redis
 from agents.redis_writer import write_final, write_live
 from api.cursor import Cursor, encode_cursor
 from api.main import create_app
-from app.events import TripEvent, format_time_ms, parse_event
+from app.events import TripEvent, parse_event
 from app.redis_keys import RedisKeys
 from app.settings import Settings
 from tables.aggregate import TripAggregate
 from tables.results import window_record
+from tables.times import format_time_ms
 from tables.windows import WindowSize
 from tests.integration.stack import ROOT, Proc, StackInfo, wait_for
 

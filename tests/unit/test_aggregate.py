@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.events import format_time_ms
 from tables.aggregate import EXACT_MAX_COUNT, ROUND_DIGITS, STATE_TAG, TripAggregate
 from tables.results import is_window_record, window_record
 from tables.sketch import RELATIVE_ACCURACY, quantile, sketch_bins
+from tables.times import format_time_ms
 
 #: (fare, duration, distance, event time in ms)
 Trip = tuple[float, float, float, int]

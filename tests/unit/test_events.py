@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.events import FUTURE, Limits, Rejection, TripEvent, format_time_ms, parse_event
+from app.events import FUTURE, Limits, Rejection, TripEvent, parse_event
+from tables.times import format_time_ms
 
 FIELDS = ("trip_id", "region_id", "event_time", "fare", "duration", "distance")
 #: Every reason code parse_event may produce: bounded, so it can label a counter.

@@ -8,9 +8,10 @@ from collections import Counter
 import orjson
 import pytest
 
-from app.events import EPOCH, TripEvent, format_time_ms, parse_event
+from app.events import EPOCH, TripEvent, parse_event
 from producers.batches import CanonicalMismatch, check_canonical
 from producers.synthetic import SyntheticSpec, daily_curve, generate, parse_start
+from tables.times import format_time_ms
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from api.zones import UNKNOWN_ZONE, Zone, load_zones
 from app.settings import Settings
+from app.zones import UNKNOWN_ZONE, Zone, load_zones
 
 
 def test_bundled_lookup() -> None:
