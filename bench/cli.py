@@ -38,7 +38,9 @@ from bench.workloads import Workload, backfill, live, load
 from tests.integration.pipeline import wait_worker_ready
 from tests.integration.stack import ROOT, ready
 
-SP_CONTENDERS = {"streampulse": 1, "streampulse-2w": 2}
+#: One group, one, two or four workers, on the run's partitions (8 for every row, so the rows
+#: compare): four workers on two cores measure that the group stays correct, not speed.
+SP_CONTENDERS = {"streampulse": 1, "streampulse-2w": 2, "streampulse-4w": 4}
 ALL_CONTENDERS = [*SP_CONTENDERS, *PEERS]
 FULL: dict[str, Any] = {
     "events": 1_000_000,
@@ -282,6 +284,7 @@ def main(
         "command": command,
         "quick": quick,
         "events_per_workload": n,
+        "partitions": run.partitions,
         "timeout_s_per_contender": run.timeout_s,
         "machine": {
             "cpus": os.cpu_count(),

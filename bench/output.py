@@ -82,7 +82,9 @@ def markdown_table(rows: list[Row]) -> str:
         "|---|---|---:|:---:|---:|---:|---:|---:|---|",
     ]
     lines.extend("| " + " | ".join(_cells(row)) + " |" for row in rows)
-    return "\n".join(lines)
+    # A correct row's note qualifies its figure (e.g. more workers than cores), so it goes along.
+    notes = [f"- {row.name} on {row.workload}: {row.note}" for row in rows if row.correct and row.note]
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def write_json(path: Path, meta: dict[str, Any], rows: list[Row]) -> None:

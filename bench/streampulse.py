@@ -12,6 +12,7 @@ checked too, so missing windows show as wrong results rather than as a timeout.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
     app_id = f"{run.run_id}-sp{workers}-{w.name}"
     expected = len(w.ref.windows)
     row = Row(name, w.name, w.events, workers=workers, windows_expected=expected)
+    row.details["partitions"] = run.partitions
     running = start_workers(run, worker_env(run, app_id, w.topic), app_id, workers)
     try:
         with procs.RssSampler([proc.pid for proc, _ in running]) as rss:
@@ -139,4 +141,8 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
     # Checked: the windows leave Redis now, so later contenders and the latency phase do not
     # share the server with millions of keys (and the AOF rewrites they trigger).
     delete_run_keys(run.redis_url, app_id)
-    return apply_check(row, check, rate(w.events, progress.first_ms, end_ms))
+    row = apply_check(row, check, rate(w.events, progress.first_ms, end_ms))
+    cores = os.cpu_count() or 1
+    if workers > cores and row.correct:
+        row.note = f"{workers} workers on {cores} cores: a correctness row, not a speed one"
+    return row
