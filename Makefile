@@ -47,6 +47,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app agents tables api producers tests scripts bench
+	$(BIN)/lint-imports
 	$(BIN)/python scripts/audit_deps.py requirements.lock requirements-test.lock
 
 # Re-resolves requirements.lock (the image) and requirements-test.lock (setup, CI) from setup.cfg.
