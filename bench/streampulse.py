@@ -4,9 +4,10 @@ The clock starts at the last poll of the workers' ``/metrics`` that still showed
 event (so it never starts late) and stops at ``sp:<app>:last_final_ms``, the sink's timestamp of
 its last Redis write, once the workers have written as many final windows to Redis as the
 reference expects (``streampulse_final_window_latency_seconds_count`` is observed once per
-window written, and Redis holds that many distinct final windows). The windows are then read back from Redis and checked field by field; a run
-that settles short of the expected count (everything processed, committed and written, nothing moving) is
-checked too, so missing windows show as wrong results rather than as a timeout.
+window written, and Redis holds that many distinct final windows). The windows are then read
+back from Redis and checked field by field; a run that settles short of the expected count
+(everything processed, committed and written, nothing moving) is checked too, so missing
+windows show as wrong results rather than as a timeout.
 """
 
 from __future__ import annotations
