@@ -1,21 +1,31 @@
 """The one settings object of StreamPulse, shared by the worker, the API and the producers.
 
-Every value comes from the environment (prefix ``STREAMPULSE_``) or a ``.env`` file. A bad value
-fails at start-up with a message naming the variable, because a worker that starts with a
-misread window size or lateness computes wrong results silently for hours.
+Every value comes from the environment (prefix ``STREAMPULSE_``) or a ``.env`` file in the working
+directory, the environment winning. Each is parsed once, into a typed field (durations into
+``timedelta``, window sizes into :class:`WindowSize`), so a bad value fails at start-up with a
+message naming the variable: a worker that starts with a misread window size or lateness computes
+wrong results silently for hours.
 """
 
 from __future__ import annotations
 
-import os
 import re
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from app.redis_keys import PUSH_RETENTION
 from tables.windows import WindowSize, parse_duration_ms, parse_windows
@@ -42,6 +52,54 @@ class SettingsError(ValueError):
     """A setting could not be read; the message names the environment variable."""
 
 
+def _duration(*, allow_zero: bool) -> BeforeValidator:
+    """``"30s"``, ``"5m"``, ``"250ms"`` or plain seconds, the spelling of every duration setting."""
+
+    def parse(value: object) -> object:
+        if isinstance(value, timedelta):
+            value = f"{round(value.total_seconds() * 1000)}ms"
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return timedelta(milliseconds=parse_duration_ms(str(value), allow_zero=allow_zero))
+        return value
+
+    return BeforeValidator(parse)
+
+
+def _window_sizes(value: object) -> object:
+    return tuple(parse_windows(value)) if isinstance(value, str) else value
+
+
+#: A positive duration, and one where 0 turns a check off.
+Duration = Annotated[timedelta, _duration(allow_zero=False)]
+DurationOrOff = Annotated[timedelta, _duration(allow_zero=True)]
+WindowSizes = Annotated[tuple[WindowSize, ...], NoDecode, BeforeValidator(_window_sizes)]
+
+_RETENTION_PREFIX = f"{ENV_PREFIX}RETENTION_".lower()
+
+
+class _RetentionSource(PydanticBaseSettingsSource):
+    """``STREAMPULSE_RETENTION_<size>`` from the environment and the ``.env`` file, as the
+    ``retention`` mapping: the size is part of the variable's name, and pydantic-settings only maps
+    variables of fixed names to fields, so without this a ``.env`` line would be ignored."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], env: EnvSettingsSource, dotenv: DotEnvSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self._sources = (dotenv, env)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, str] = {}
+        for source in self._sources:  # the environment last: it wins over .env
+            for key, value in source.env_vars.items():
+                if key.lower().startswith(_RETENTION_PREFIX) and value:
+                    found[key[len(_RETENTION_PREFIX) :].lower()] = value
+        return {"retention": found} if found else {}
+
+
 class Settings(BaseSettings):
     """Typed view of the ``STREAMPULSE_*`` environment (see the README's configuration table)."""
 
@@ -52,6 +110,12 @@ class Settings(BaseSettings):
         SecretStr("redis://localhost:6379/0"), description="Redis URL (redis://, rediss://, unix://)"
     )
     redis_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the Redis TLS certificate")
+    redis_cluster: bool = Field(
+        False, description="REDIS_URL names a node of a Redis Cluster (the client discovers the rest)"
+    )
+    redis_read_from_replicas: bool = Field(
+        False, description="the API reads from Redis Cluster replicas too (REDIS_CLUSTER only)"
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how Kafka clients connect"
     )
@@ -78,17 +142,25 @@ class Settings(BaseSettings):
     late_topic: str | None = Field(None, description="late-event topic (default: events-late)")
     results_topic: str | None = Field(None, description="final-window topic (default: window-results)")
     partitions: int = Field(8, ge=1, le=1024, description="partitions of every StreamPulse topic")
-    windows: str = Field("1m,5m,15m,1h", description="tumbling window sizes")
-    allowed_lateness: str = Field("30s", description="how far behind the highest event time an event may be")
-    idle_timeout: str = Field("60s", description="silence after which a partition's windows close (0: never)")
+    windows: WindowSizes = Field(
+        default_factory=lambda: tuple(parse_windows("1m,5m,15m,1h")), description="tumbling window sizes"
+    )
+    allowed_lateness: DurationOrOff = Field(
+        timedelta(seconds=30), description="how far behind the highest event time an event may be"
+    )
+    idle_timeout: DurationOrOff = Field(
+        timedelta(seconds=60), description="silence after which a partition's windows close (0: never)"
+    )
     data_dir: Path | None = Field(None, description="RocksDB directory (default: .data/worker-<WEB_PORT>)")
     web_port: int = Field(6066, ge=1, le=65535, description="worker web/metrics port")
     web_host: str = Field("127.0.0.1", description="address the worker web server binds")
     api_port: int = Field(8000, ge=1, le=65535, description="API port")
     api_host: str = Field("127.0.0.1", description="address the API binds")
-    max_future: str = Field("1h", description="how far ahead of the wall clock an event time may be")
+    max_future: Duration = Field(timedelta(hours=1), description="how far ahead of the wall clock an event time may be")
     max_region_id: int = Field(1_000_000, ge=0, le=2**63 - 1, description="highest accepted region_id")
-    session_timeout: str = Field("30s", description="Kafka consumer-group session timeout of a worker")
+    session_timeout: Duration = Field(
+        timedelta(seconds=30), description="Kafka consumer-group session timeout of a worker"
+    )
     live_mirror_rate: float = Field(
         10.0, gt=0, le=1000, description="at most this many Redis writes of open windows per second"
     )
@@ -108,7 +180,16 @@ class Settings(BaseSettings):
         Path(__file__).resolve().parent.parent / "data" / "tlc" / "taxi_zones.csv",
         description="TLC zone lookup (LocationID, zone, borough) naming the regions",
     )
-    results_stale_after: str = Field("15m", description="/health fails after this long without a result")
+    results_stale_after: DurationOrOff = Field(
+        timedelta(minutes=15), description="/health fails after this long without a result"
+    )
+    retention: dict[str, Duration] = Field(
+        default_factory=dict, description="Redis retention per window size name, from RETENTION_<size>"
+    )
+    log_format: Literal["plain", "json"] = Field("plain", description="log lines as text or as JSON objects")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="lowest level logged"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -147,6 +228,14 @@ class Settings(BaseSettings):
         return value.strip()
 
     @model_validator(mode="after")
+    def _check_redis_cluster(self) -> Settings:
+        if self.redis_read_from_replicas and not self.redis_cluster:
+            raise ValueError(f"{ENV_PREFIX}REDIS_READ_FROM_REPLICAS needs {ENV_PREFIX}REDIS_CLUSTER=true")
+        if self.redis_cluster and self.redis_dsn.startswith("unix://"):
+            raise ValueError(f"{ENV_PREFIX}REDIS_CLUSTER needs a redis:// or rediss:// URL")
+        return self
+
+    @model_validator(mode="after")
     def _check_kafka_security(self) -> Settings:
         sasl = self.kafka_security_protocol.startswith("SASL_")
         if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
@@ -176,28 +265,33 @@ class Settings(BaseSettings):
             raise ValueError(f"not a valid Kafka topic name: {value!r}")
         return value
 
-    @field_validator("windows")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _check_windows(cls, value: str) -> str:
-        parse_windows(value)
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("retention")
+    @classmethod
+    def _check_retention(cls, value: dict[str, timedelta]) -> dict[str, timedelta]:
+        for size, kept in value.items():
+            parse_windows(size)
+            if kept < timedelta(seconds=1):
+                raise ValueError(f"retention of {size} must be at least 1s")
         return value
 
-    @field_validator("max_future", "session_timeout")
     @classmethod
-    def _check_positive_duration(cls, value: str) -> str:
-        parse_duration_ms(value)
-        return value
-
-    @field_validator("allowed_lateness", "idle_timeout", "results_stale_after")
-    @classmethod
-    def _check_duration(cls, value: str) -> str:
-        parse_duration_ms(value, allow_zero=True)
-        return value
-
-    @model_validator(mode="after")
-    def _check_retention(self) -> Settings:
-        self.retention_s()
-        return self
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(env_settings, EnvSettingsSource)
+        assert isinstance(dotenv_settings, DotEnvSettingsSource)
+        retention = _RetentionSource(settings_cls, env_settings, dotenv_settings)
+        return init_settings, retention, env_settings, dotenv_settings, file_secret_settings
 
     # Derived values. Topic names derive from the app id so that two app ids never share topics.
     def _topic(self, explicit: str | None, base: str) -> str:
@@ -223,27 +317,27 @@ class Settings(BaseSettings):
 
     @property
     def window_sizes(self) -> list[WindowSize]:
-        return parse_windows(self.windows)
+        return list(self.windows)
 
     @property
     def lateness_ms(self) -> int:
-        return parse_duration_ms(self.allowed_lateness, allow_zero=True)
+        return _ms(self.allowed_lateness)
 
     @property
     def idle_timeout_ms(self) -> int:
-        return parse_duration_ms(self.idle_timeout, allow_zero=True)
+        return _ms(self.idle_timeout)
 
     @property
     def max_future_ms(self) -> int:
-        return parse_duration_ms(self.max_future)
+        return _ms(self.max_future)
 
     @property
     def session_timeout_ms(self) -> int:
-        return parse_duration_ms(self.session_timeout)
+        return _ms(self.session_timeout)
 
     @property
     def stale_after_ms(self) -> int:
-        return parse_duration_ms(self.results_stale_after, allow_zero=True)
+        return _ms(self.results_stale_after)
 
     @property
     def redis_dsn(self) -> str:
@@ -268,21 +362,18 @@ class Settings(BaseSettings):
         return self.data_dir or Path(".data") / f"worker-{self.web_port}"
 
     def retention_s(self) -> dict[str, int]:
-        """Seconds Redis keeps results of each window size, from ``STREAMPULSE_RETENTION_<size>``."""
-        out: dict[str, int] = {}
-        for size in self.window_sizes:
-            var = f"{ENV_PREFIX}RETENTION_{size.name}"
-            raw = os.environ.get(var) or os.environ.get(var.upper())
-            if raw:
-                try:
-                    out[size.name] = parse_duration_ms(raw) // 1000
-                except ValueError as exc:
-                    raise ValueError(f"{var}: {exc}") from exc
-                if out[size.name] < 1:
-                    raise ValueError(f"{var}: retention must be at least 1s")
-            else:
-                out[size.name] = _DEFAULT_RETENTION_S.get(size.size_ms, _LONG_RETENTION_S)
-        return out
+        """Seconds Redis keeps results of each configured window size (``RETENTION_<size>`` or the
+        default of that size); a retention set for a size not configured is unused."""
+        return {
+            size.name: int(self.retention[size.name.lower()].total_seconds())
+            if size.name.lower() in self.retention
+            else _DEFAULT_RETENTION_S.get(size.size_ms, _LONG_RETENTION_S)
+            for size in self.window_sizes
+        }
+
+
+def _ms(value: timedelta) -> int:
+    return round(value.total_seconds() * 1000)
 
 
 def mask_url(url: str) -> str:
@@ -301,7 +392,8 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = "_".join(str(part) for part in err["loc"]).upper()
+            # A retention's size keeps its spelling: RETENTION_1m, not RETENTION_1M.
+            loc = "_".join([str(part).upper() for part in err["loc"][:1]] + [str(p) for p in err["loc"][1:]])
             name = f"{ENV_PREFIX}{loc}" if loc else "STREAMPULSE settings"
             msg = str(err["msg"]).removeprefix("Value error, ")
             problems.append(f"{name}: {msg}")
