@@ -156,7 +156,9 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="address the worker web server binds")
     api_port: int = Field(8000, ge=1, le=65535, description="API port")
     api_host: str = Field("127.0.0.1", description="address the API binds")
-    max_future: Duration = Field(timedelta(hours=1), description="how far ahead of the wall clock an event time may be")
+    max_future: Duration = Field(
+        timedelta(hours=1), description="how far ahead of the wall clock an event time may be"
+    )
     max_region_id: int = Field(1_000_000, ge=0, le=2**63 - 1, description="highest accepted region_id")
     session_timeout: Duration = Field(
         timedelta(seconds=30), description="Kafka consumer-group session timeout of a worker"
@@ -274,9 +276,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_retention(cls, value: dict[str, timedelta]) -> dict[str, timedelta]:
         for size, kept in value.items():
-            parse_windows(size)
+            try:
+                parse_windows(size)
+            except ValueError:
+                raise ValueError(f"RETENTION_{size}: {size!r} is not a window size (e.g. 1m, 1h)") from None
             if kept < timedelta(seconds=1):
-                raise ValueError(f"retention of {size} must be at least 1s")
+                raise ValueError(f"RETENTION_{size}: retention must be at least 1s")
         return value
 
     @classmethod
