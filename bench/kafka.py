@@ -1,4 +1,5 @@
-"""The Kafka side of the harness: topics of one run, a batched producer, reading a topic back.
+"""The Kafka side of the harness: topics of one run and a batched producer (reading a topic back
+is :mod:`support.kafka`, shared with the tests).
 
 Records go out through aiokafka's ``BatchBuilder`` and ``send_batch``: per-record ``send()``
 costs a coroutine and a future per event, and the loader must not be what the numbers measure.
@@ -7,8 +8,7 @@ costs a coroutine and a future per event, and the loader must not be what the nu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -139,31 +139,3 @@ class BatchProducer:
 
     async def stop(self) -> None:
         await self._producer.stop()
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    partition: int
-    offset: int
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-
-
-async def read_topic(bootstrap: str, topic: str, partitions: int) -> AsyncIterator[list[Record]]:
-    """Every record in the topic up to its current end, in chunks, partition by partition in
-    offset order (streamed: a million records do not have to fit in memory at once)."""
-    consumer = AIOKafkaConsumer(**_client(bootstrap), enable_auto_commit=False, max_poll_records=5000)
-    await consumer.start()
-    try:
-        for partition in range(partitions):
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                yield [
-                    Record(partition, m.offset, m.value, tuple(m.headers or ())) for m in batch.get(tp, [])
-                ]
-    finally:
-        await consumer.stop()

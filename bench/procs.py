@@ -1,7 +1,7 @@
 """Child processes of a run: started in their own process group, sampled, stopped by pid.
 
-Processes come from :class:`tests.integration.stack.Proc` (the integration tests' helper), so the
-benchmark starts and stops workers exactly as the tests do.
+Processes are :class:`support.procs.Proc`, the tests' too, so the benchmark starts and stops
+workers exactly as the tests do.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.integration.stack import Proc
+from support.procs import Proc
 
 SAMPLE_EVERY_S = 0.2
 #: Thread groups kept in a row's details: enough to see a JVM's JIT compilers beside its stream

@@ -1,49 +1,17 @@
-"""Reading a run's results out of Redis and removing them afterwards.
+"""A run's results in Redis: its final windows (:mod:`support.redis_io`), when it last wrote one,
+and removing every key of the run afterwards.
 
-Key names come from :mod:`app.redis_keys`, the module the sink and the API share. Reads are
-pipelined: the backfill leaves a couple of million final windows, which one round trip per key
-would take minutes to read.
+Key names come from :mod:`app.redis_keys`, the module the sink and the API share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import orjson
 from redis import Redis
 
 from app.redis_keys import RedisKeys
-from bench.reference import WindowKey
+from support.redis_io import final_windows, scan_chunks
 
-CHUNK = 5000
-
-
-def _chunks(client: Redis, pattern: str) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=CHUNK):
-        chunk.append(key)
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def final_windows(redis_url: str, app_id: str) -> Iterator[tuple[WindowKey, dict[str, Any]]]:
-    """Every final window StreamPulse wrote for ``app_id``, streamed."""
-    client = Redis.from_url(redis_url)
-    try:
-        for chunk in _chunks(client, RedisKeys(app_id).prefix + "w:*"):
-            pipe = client.pipeline(transaction=False)
-            for key in chunk:
-                pipe.hmget(key, "final", "data")
-            for final, data in pipe.execute():
-                if final == b"1" and data:
-                    win = orjson.loads(data)
-                    yield (win["window"], win["region_id"], win["window_start_ms"]), win
-    finally:
-        client.close()
+__all__ = ["delete_run_keys", "final_windows", "last_final_ms"]
 
 
 def last_final_ms(redis_url: str, app_id: str) -> int | None:
@@ -60,7 +28,7 @@ def delete_run_keys(redis_url: str, app_id_prefix: str) -> int:
     client = Redis.from_url(redis_url)
     deleted = 0
     try:
-        for chunk in _chunks(client, f"sp:{app_id_prefix}*"):
+        for chunk in scan_chunks(client, RedisKeys(app_id_prefix).prefix[:-1] + "*"):
             deleted += int(client.unlink(*chunk))
         return deleted
     finally:

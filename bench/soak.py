@@ -31,9 +31,18 @@ from typing import Any
 
 from bench.redis_io import delete_run_keys
 from bench.reference import check_streampulse, reference_from_topic
-from tests.faults.harness import SESSION_TIMEOUT, Worker, launch_worker, rss_bytes
-from tests.integration.pipeline import redis_final_windows, start_replay, wait_worker_ready
-from tests.integration.stack import ROOT, StackInfo, wait_for
+from support.procs import (
+    ROOT,
+    SESSION_TIMEOUT,
+    StackInfo,
+    Worker,
+    launch_worker,
+    rss_bytes,
+    start_replay,
+    wait_for,
+    wait_worker_ready,
+)
+from support.redis_io import final_windows
 
 DEFAULT_RATE = 17_334 // 2
 RESULTS = ROOT / "bench" / "results"
@@ -156,14 +165,14 @@ def run_soak(
             rss = rss_bytes(worker.proc.pid)
             if rss is not None:
                 lifetimes[-1].rss_mb.append((round(time.monotonic() - t0, 1), round(rss / 2**20, 1)))
-            return len(redis_final_windows(info.redis_url, app_id)) >= len(ref.windows)
+            return sum(1 for _ in final_windows(info.redis_url, app_id)) >= len(ref.windows)
 
         try:
             wait_for(settled, 300, interval=2, what="every reference window final in Redis")
         except AssertionError:
             pass  # the check below says which windows are missing
         settle_s = time.monotonic() - t0 - (replay_started - t0) - replay_s
-        got = redis_final_windows(info.redis_url, app_id)
+        got = dict(final_windows(info.redis_url, app_id))
         check = check_streampulse(ref, got.items())
         exact = check.correct
         worker_alive = worker.proc.alive()
@@ -204,7 +213,7 @@ def run_soak(
         "wrong": check.wrong,
         "examples": check.examples,
         "exact": check.correct,
-        "late_events": ref.late,
+        "late_events": len(ref.late),
         "worker_alive_at_end": worker_alive,
     }
 
