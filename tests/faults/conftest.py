@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import PrivateStack, Worker
+from support.procs import Proc, Worker
+from tests.faults.harness import PrivateStack
 from tests.integration.conftest import app_id, sp_env, stack
-from tests.integration.stack import Proc
 
 __all__ = ["app_id", "sp_env", "stack"]
 

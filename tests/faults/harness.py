@@ -1,4 +1,4 @@
-"""Process, stack and Kafka helpers shared by the fault tests and the soak driver (bench/soak.py).
+"""Stack and Kafka helpers of the fault tests (the process helpers are :mod:`support.procs`).
 
 Everything here drives real components: a private Kafka + Redis started by ``scripts/stack.sh``
 (so a test may stop and kill its broker without touching the shared one), real worker processes,
@@ -19,24 +19,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.integration.pipeline import (
-    Record,
-    Reference,
-    assert_matches_reference,
-    metric_values,
-    read_topic,
-    redis_final_windows,
-    reference_windows,
-    start_worker,
-    wait_final_windows,
-)
-from tests.integration.stack import ROOT, Proc, StackInfo, wait_for
-from tests.integration.test_processing import free_port
+from app.control import CONTROL_HEADER, IDLE
+from support.kafka import Record, read_topic
+from support.procs import ROOT, SESSION_TIMEOUT, StackInfo, free_port, wait_for
+from support.reference import Reference, reference_windows
+from tests.integration.pipeline import assert_matches_reference, redis_final_windows, wait_final_windows
 
 STACK_SH = ROOT / "scripts" / "stack.sh"
-
-#: Short enough that a survivor takes a dead worker's partitions over in seconds, not 30 s.
-SESSION_TIMEOUT = "6s"
 
 
 @dataclass
@@ -125,23 +114,6 @@ def fault_env(base: Mapping[str, str], info: StackInfo | None = None, **settings
     return env
 
 
-@dataclass
-class Worker:
-    """A worker process and the web port its metrics are on."""
-
-    proc: Proc
-    port: int
-
-    def processed(self) -> float:
-        return sum(metric_values(self.port, "streampulse_events_processed_total"))
-
-
-def launch_worker(env: Mapping[str, str], tmp: Path, name: str) -> Worker:
-    """``start_worker`` on a free port; a new ``name`` means a new, empty RocksDB directory."""
-    port = free_port()
-    return Worker(start_worker(env, tmp, name, port), port)
-
-
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """The group's committed offsets on ``topic`` (partitions without one are absent)."""
 
@@ -197,17 +169,6 @@ def produce_raw(bootstrap: str, topic: str, records: Iterable[Raw]) -> list[tupl
     return asyncio.run(_send())
 
 
-def rss_bytes(pid: int) -> int | None:
-    """Resident memory of a process from /proc (None once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def first_final_window(redis_url: str, app_id: str) -> bool:
     return bool(redis_final_windows(redis_url, app_id))
 
@@ -252,7 +213,7 @@ def worker_log_problems(text: str) -> list[str]:
 
 def not_idle_marker(rec: Record) -> bool:
     """False for a worker's idle marker (exact control header, kind ``idle``)."""
-    return not any(k == "streampulse-control" and v == b"idle" for k, v in rec.headers)
+    return not any(k == CONTROL_HEADER and v == IDLE.encode() for k, v in rec.headers)
 
 
 def read_late(bootstrap: str, topic: str) -> set[tuple[str, str]]:

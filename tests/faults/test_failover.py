@@ -14,18 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import (
-    Worker,
-    assert_exact,
-    committed_offsets,
-    fault_env,
-    launch_worker,
-    topic_of,
-    worker_log_problems,
-)
-from tests.integration.pipeline import start_replay, wait_worker_ready
-from tests.integration.stack import Proc, StackInfo, wait_for
-from tests.integration.test_processing import generate_canonical
+from support.procs import Proc, StackInfo, Worker, launch_worker, start_replay, wait_for, wait_worker_ready
+from tests.faults.harness import assert_exact, committed_offsets, fault_env, topic_of, worker_log_problems
+from tests.integration.pipeline import generate_canonical
 
 #: Repetitions of the kill-before-first-commit case; every one must be exact.
 REPETITIONS = int(os.environ.get("STREAMPULSE_FAULT_REPETITIONS", "20"))

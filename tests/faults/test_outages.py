@@ -7,28 +7,33 @@ replayer and the worker must ride through either outage and end with the referen
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from support.procs import (
+    Proc,
+    RedisServer,
+    StackInfo,
+    Worker,
+    launch_worker,
+    metric_values,
+    start_replay,
+    wait_for,
+    wait_worker_ready,
+)
 from tests.faults.harness import (
     PrivateStack,
-    Worker,
     assert_exact,
     fault_env,
     late_records,
-    launch_worker,
     not_idle_marker,
     topic_of,
     worker_log_problems,
 )
-from tests.integration.pipeline import metric_values, start_replay, wait_worker_ready
-from tests.integration.stack import Proc, StackInfo, wait_for
-from tests.integration.test_processing import free_port, generate_canonical
+from tests.integration.pipeline import generate_canonical
 
 OUTAGE_S = 30
 REDIS_OUTAGE_S = 90
@@ -102,13 +107,6 @@ def _members(bootstrap: str, group: str) -> list[str]:
     return asyncio.run(_describe())
 
 
-def _redis_answers(port: int) -> bool:
-    result = subprocess.run(
-        ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
-    )
-    return result.stdout.strip() == "PONG"
-
-
 def test_redis_down_90s_closes_no_window_early_and_loses_nothing(
     stack: StackInfo,
     app_id: str,
@@ -118,19 +116,10 @@ def test_redis_down_90s_closes_no_window_early_and_loses_nothing(
     procs: list[Proc],
 ) -> None:
     """Longer than IDLE_TIMEOUT and the session timeout: no idle marker behind a backlog, no rebalance."""
-    redis_port = free_port()
-    redis_dir = tmp_path / "redis"
-    redis_dir.mkdir()
-    redis_cmd = [
-        shutil.which("redis-server") or "redis-server",
-        *("--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(redis_dir)),
-        *("--appendonly", "yes", "--save", ""),
-    ]
-    info = StackInfo(stack.bootstrap, f"redis://127.0.0.1:{redis_port}/0")
+    redis = RedisServer(tmp_path / "redis", persistent=True)
+    info = StackInfo(stack.bootstrap, redis.url)
     env = fault_env(sp_env, info, idle_timeout=IDLE_TIMEOUT)
-    redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
-    procs.append(redis_proc)
-    wait_for(lambda: _redis_answers(redis_port), 20, what="test redis")
+    procs.append(redis.start())
     data = tmp_path / "events.jsonl"
     generate_canonical(data, 6000, seed=505, regions=10)
     worker = launch_worker(env, tmp_path, "w1")
@@ -141,15 +130,13 @@ def test_redis_down_90s_closes_no_window_early_and_loses_nothing(
     wait_for(lambda: worker.processed() > 300, 60, what="processing before the outage")
     members = _members(stack.bootstrap, app_id)
     assert len(members) == 1, members
-    redis_proc.stop()
+    redis.stop()
     _hold(REDIS_OUTAGE_S, worker, "the Redis outage")
     assert feeder.alive(), "the outage must happen while events flow"
     assert sum(metric_values(worker.port, "streampulse_sink_errors_total")) > 0, (
         "the sink never saw the outage"
     )
-    redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
-    procs.append(redis_proc)
-    wait_for(lambda: _redis_answers(redis_port), 20, what="test redis back")
+    procs.append(redis.start())
     assert _members(stack.bootstrap, app_id) == members, "the worker left the group during the outage"
     wait_for(lambda: not feeder.alive(), 180, what="the replay to finish")
     assert feeder.popen.returncode == 0, feeder.output()[-2000:]

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from bench.soak import run_soak
-from tests.integration.stack import StackInfo
+from support.procs import StackInfo
 
 SECONDS = 120
 KILL_EVERY_S = 40

@@ -10,19 +10,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from support.procs import Proc, StackInfo, Worker, launch_worker, start_replay, wait_for
 from tests.faults.harness import (
     PrivateStack,
-    Worker,
     assert_exact,
     fault_env,
     first_final_window,
-    launch_worker,
     topic_of,
     worker_log_problems,
 )
-from tests.integration.pipeline import start_replay
-from tests.integration.stack import Proc, StackInfo, wait_for
-from tests.integration.test_processing import generate_canonical
+from tests.integration.pipeline import generate_canonical
 
 FIRST_FINAL_WITHIN_S = 30
 

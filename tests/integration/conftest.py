@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.stack import ROOT, StackInfo, ready
+from support.procs import ROOT, StackInfo, ready
 
 STACK = ROOT / "scripts" / "stack.sh"
 

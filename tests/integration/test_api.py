@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import os
-import socket
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +22,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import redis as sync_redis
 from redis.asyncio import Redis
 
 from agents.redis_writer import write_final, write_live
@@ -35,11 +30,12 @@ from api.main import create_app
 from app.events import TripEvent, parse_event
 from app.redis_keys import RedisKeys
 from app.settings import Settings
+from producers.localtime import parse_local
+from support.procs import ROOT, Proc, RedisServer, StackInfo, free_port, start_api
 from tables.aggregate import TripAggregate
 from tables.results import window_record
 from tables.times import format_time_ms
 from tables.windows import WindowSize
-from tests.integration.stack import ROOT, Proc, StackInfo, wait_for
 
 T0_MS = 1_551_715_800_000  # 2019-03-04T16:10:00Z
 MINUTE_MS = 60_000
@@ -741,81 +737,6 @@ async def test_docs_and_openapi_describe_every_field(api: httpx.AsyncClient) -> 
 # --- Redis unreachable: 503, then recovery -----------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def redis_answers(url: str) -> bool:
-    client = sync_redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except sync_redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def start_redis_server(port: int, tmp: Path, name: str) -> Proc:
-    """A throwaway redis-server without persistence, so stopping it loses everything."""
-    proc = Proc(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        os.environ,
-        tmp / f"{name}.log",
-    )
-    wait_for(lambda: redis_answers(f"redis://127.0.0.1:{port}/0"), 15, 0.05, what=f"redis-server :{port}")
-    return proc
-
-
-def start_api(env: Mapping[str, str], tmp: Path, port: int) -> Proc:
-    """``uvicorn api.main:app`` as ``make api`` runs it, ready when it serves its schema."""
-    proc = Proc(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        env,
-        tmp / "api.log",
-    )
-
-    def up() -> bool:
-        if not proc.alive():
-            raise AssertionError(f"API exited:\n{proc.output()[-3000:]}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 30, 0.1, what="API up")
-    return proc
-
-
-@pytest.fixture
-def own_redis_port() -> int:
-    return free_port()
-
-
 @pytest.fixture
 def processes() -> Iterator[list[Proc]]:
     started: list[Proc] = []
@@ -836,10 +757,11 @@ def write_sync(url: str, app_id: str) -> None:
 
 
 def test_503_while_redis_is_down_and_recovery_after(
-    sp_env: dict[str, str], app_id: str, tmp_path: Path, own_redis_port: int, processes: list[Proc]
+    sp_env: dict[str, str], app_id: str, tmp_path: Path, processes: list[Proc]
 ) -> None:
-    url = f"redis://127.0.0.1:{own_redis_port}/0"
-    processes.append(start_redis_server(own_redis_port, tmp_path, "redis-1"))
+    redis = RedisServer(tmp_path / "redis")
+    url = redis.url
+    processes.append(redis.start())
     write_sync(url, app_id)
     api_port = free_port()
     processes.append(start_api({**sp_env, "STREAMPULSE_REDIS_URL": url}, tmp_path, api_port))
@@ -875,7 +797,7 @@ def test_503_while_redis_is_down_and_recovery_after(
         assert metrics.status_code == 200
         assert 'route="/regions",status="503"' in metrics.text
 
-        processes.append(start_redis_server(own_redis_port, tmp_path, "redis-2"))
+        processes.append(redis.start())
         assert client.get("/metrics/region/161?window=1m").status_code == 404, "back, but empty"
         write_sync(url, app_id)
         for path in data_urls:
@@ -895,8 +817,8 @@ def tlc_trips() -> list[TripEvent]:
     events = []
     with (ROOT / "data" / "tlc" / "tlc_trips_2019-03_sample.csv").open(newline="") as fh:
         for i, row in enumerate(csv.DictReader(fh)):
-            pickup = datetime.fromisoformat(row["tpep_pickup_datetime"]).replace(tzinfo=new_york)
-            dropoff = datetime.fromisoformat(row["tpep_dropoff_datetime"]).replace(tzinfo=new_york)
+            pickup = parse_local(row["tpep_pickup_datetime"], new_york)
+            dropoff = parse_local(row["tpep_dropoff_datetime"], new_york)
             event = parse_event(
                 {
                     "trip_id": f"tlc-{i}",

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import math
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,17 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.pipeline import start_replay, start_worker, wait_worker_ready
-from tests.integration.stack import Proc, StackInfo, wait_for
-from tests.integration.test_processing import TLC_SAMPLE, free_port, generate_canonical
-from tests.integration.test_stream import Subscriber
+from support.procs import (
+    Proc,
+    StackInfo,
+    free_port,
+    start_api,
+    start_replay,
+    start_worker,
+    wait_for,
+    wait_worker_ready,
+)
+from tests.integration.pipeline import Subscriber, generate_canonical, sorted_tlc_sample
 from tests.monitoring import (
     API_JOB,
     WORKER_JOB,
@@ -129,27 +134,6 @@ def start_prometheus(tmp: Path, port: int, worker_port: int, api_port: int) -> P
         f"--web.listen-address=127.0.0.1:{port}",
     ]
     return Proc(args, {}, tmp / "prometheus.log")
-
-
-def start_api(env: Mapping[str, str], tmp: Path, port: int) -> Proc:
-    args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    return Proc(args, env, tmp / "api.log")
-
-
-def sorted_tlc_sample(path: Path, rows: int) -> Path:
-    """The first ``rows`` trips of the TLC sample in drop-off (event-time) order, so their windows
-    close one after another as the watermark moves instead of nearly every trip being late, as in
-    the shuffled file."""
-    with TLC_SAMPLE.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader)
-        dropoff = header.index("tpep_dropoff_datetime")
-        ordered = sorted(reader, key=lambda row: row[dropoff])
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(ordered[:rows])
-    return path
 
 
 def dead_letter(bootstrap: str, topic: str, partitions: Sequence[int | None]) -> int:

@@ -7,21 +7,19 @@ windows in Redis with :func:`reference_windows` computed over the events topic a
 from __future__ import annotations
 
 import json
-import random
-import shutil
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from support.procs import Proc, RedisServer, StackInfo, free_port, wait_for
 from tests.integration.pipeline import (
+    TLC_SAMPLE,
     assert_matches_reference,
+    generate_canonical,
     metric_values,
     read_topic,
     redis_final_windows,
@@ -32,51 +30,6 @@ from tests.integration.pipeline import (
     wait_final_windows,
     wait_worker_ready,
 )
-from tests.integration.stack import ROOT, Proc, StackInfo, wait_for
-
-TLC_SAMPLE = ROOT / "data" / "tlc" / "tlc_trips_2019-03_sample.csv"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def generate_canonical(path: Path, n: int, seed: int, regions: int = 12, bad_rows: int = 0) -> None:
-    """Trips mostly in order, out of order within the lateness, some late, some invalid rows."""
-    rng = random.Random(seed)
-    t0 = datetime(2025, 8, 15, 10, 0, tzinfo=UTC)
-    lines = []
-    for i in range(n):
-        base = t0 + timedelta(seconds=i * 1.1)
-        jitter = -rng.uniform(0, 25)  # out of order, within the 30 s lateness
-        if rng.random() < 0.03:
-            jitter = -rng.uniform(120, 1500)  # late for the small windows
-        when = base + timedelta(seconds=jitter)
-        duration = rng.choice([0, rng.randint(60, 3600)])
-        event = {
-            "trip_id": f"g{seed}-{i}",
-            "region_id": rng.randint(1, regions),
-            "event_time": when.isoformat().replace("+00:00", "Z"),
-            "fare": round(rng.uniform(2.5, 80), 2),
-            "duration": duration,
-            "distance": round(rng.uniform(0.1, 25), 2),
-        }
-        lines.append(json.dumps(event))
-    bad = [
-        '{"trip_id": "x", "region_id": -1, "event_time": "2025-08-15T10:00:00Z", '
-        '"fare": 1, "duration": 1, "distance": 1}',
-        '{"trip_id": "x", "region_id": 1, "event_time": "not a time", '
-        '"fare": 1, "duration": 1, "distance": 1}',
-        '{"trip_id": "x", "region_id": 1, "event_time": "2025-08-15T10:00:00Z", "fare": NaN, '
-        '"duration": 1, "distance": 1}',
-        "{not json",
-        '{"region_id": 1}',
-    ]
-    for j in range(bad_rows):
-        lines.insert(rng.randint(0, len(lines)), bad[j % len(bad)])
-    path.write_text("\n".join(lines) + "\n")
 
 
 async def _inject(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -202,26 +155,10 @@ def test_two_workers_share_partitions_and_survive_losing_one(
 def test_redis_outage_loses_nothing(
     stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, workers: list[Proc]
 ) -> None:
-    redis_port = free_port()
-    redis_dir = tmp_path / "redis"
-    redis_dir.mkdir()
-    redis_cmd = [
-        shutil.which("redis-server") or "redis-server",
-        "--port",
-        str(redis_port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(redis_dir),
-        "--appendonly",
-        "yes",
-        "--save",
-        "",
-    ]
-    env = dict(sp_env, STREAMPULSE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
-    redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
+    redis = RedisServer(tmp_path / "redis", persistent=True)
+    env = dict(sp_env, STREAMPULSE_REDIS_URL=redis.url)
     try:
-        wait_for(lambda: _redis_answers(redis_port), 20, what="test redis")
+        redis.start()
         generated = tmp_path / "generated.jsonl"
         generate_canonical(generated, 12_000, seed=31, regions=20)
         port = free_port()
@@ -233,14 +170,13 @@ def test_redis_outage_loses_nothing(
             60,
             what="processing",
         )
-        redis_proc.stop()
+        redis.stop()
         outage_end = time.monotonic() + 20
         wait_for(
             lambda: sum(metric_values(port, "streampulse_sink_errors_total")) > 0, 30, what="sink errors"
         )
         wait_for(lambda: time.monotonic() > outage_end, 25, interval=0.5, what="the 20 s outage")
-        redis_proc = Proc(redis_cmd, env, tmp_path / "redis.log")
-        wait_for(lambda: _redis_answers(redis_port), 20, what="test redis back")
+        redis.start()
         wait_for(lambda: not feeder.alive(), 120, what="the replay to finish")
         feeder.stop()
         ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
@@ -248,14 +184,7 @@ def test_redis_outage_loses_nothing(
         assert_matches_reference(got, ref)
         assert workers[-1].alive()
     finally:
-        redis_proc.stop()
-
-
-def _redis_answers(port: int) -> bool:
-    result = subprocess.run(
-        ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
-    )
-    return result.stdout.strip() == "PONG"
+        redis.stop()
 
 
 def test_state_stays_bounded_and_final_windows_are_tombstoned(

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from agents.redis_writer import CHUNK, write_final, write_live
 from app.redis_keys import RedisKeys
-from tests.integration.stack import StackInfo
+from support.procs import StackInfo
 
 SIZES_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
 RETENTION_S = {"1m": 3_600, "5m": 7_200, "1h": 86_400}

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,25 +21,18 @@ from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.stack import ROOT, Proc, StackInfo, wait_for
+from api.timeparse import parse_time_ms
+from producers.localtime import parse_local
+from support.kafka import Record, read_topic
+from support.procs import ROOT, Proc, StackInfo, wait_for
+from support.reference import control_of
+from tests.integration.pipeline import TLC_SAMPLE
 
-TLC_SAMPLE = ROOT / "data" / "tlc" / "tlc_trips_2019-03_sample.csv"
-CONTROL_PREFIX = "streampulse-control"
 PARTITIONS = 4  # sp_env's STREAMPULSE_PARTITIONS
 
 
-@dataclass
-class Message:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    timestamp_ms: int
-
-    @property
-    def control(self) -> bool:
-        return any(name.startswith(CONTROL_PREFIX) for name, _ in self.headers)
+def is_control(message: Record) -> bool:
+    return control_of(message)[0]
 
 
 def replay(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -60,33 +52,6 @@ def summary_of(output: str) -> dict[str, Any]:
     assert set(summary) == {"sent", "rejected", "rejected_by_reason", "seconds", "events_per_s"}
     assert summary["rejected"] == sum(summary["rejected_by_reason"].values())
     return summary
-
-
-async def _read(bootstrap: str, topic: str, timeout_s: float) -> list[Message]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[Message] = []
-        deadline = time.monotonic() + timeout_s
-        while any([await consumer.position(tp) < end[tp] for tp in tps]):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
-                out += [
-                    Message(tp.partition, m.offset, m.key, m.value, list(m.headers), m.timestamp)
-                    for m in batch
-                ]
-        return sorted(out, key=lambda m: (m.partition, m.offset))
-    finally:
-        await consumer.stop()
-
-
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[Message]:
-    """Every record of the topic, partition by partition, in offset order."""
-    return asyncio.run(_read(bootstrap, topic, timeout_s))
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
@@ -110,7 +75,7 @@ def ms(when: datetime) -> int:
 
 def iso_ms(text: str) -> int:
     assert text.endswith("Z"), text
-    return ms(datetime.fromisoformat(text[:-1] + "+00:00"))
+    return parse_time_ms(text)
 
 
 def in_range(value: float, high: float) -> bool:
@@ -124,8 +89,8 @@ def tlc_reference(path: Path) -> tuple[list[tuple[int, int, float, float, float]
     valid, invalid = [], []
     with path.open(newline="") as fh:
         for line, row in enumerate(csv.DictReader(fh), start=2):
-            pickup = datetime.strptime(row["tpep_pickup_datetime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=ny)
-            dropoff = datetime.strptime(row["tpep_dropoff_datetime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=ny)
+            pickup = parse_local(row["tpep_pickup_datetime"], ny).astimezone(ny)
+            dropoff = parse_local(row["tpep_dropoff_datetime"], ny).astimezone(ny)
             # No sample time falls in a DST gap or overlap, so the plain zone conversion is exact.
             assert pickup.astimezone(UTC).astimezone(ny).replace(tzinfo=None) == pickup.replace(tzinfo=None)
             duration = (dropoff.astimezone(UTC) - pickup.astimezone(UTC)).total_seconds()
@@ -147,7 +112,7 @@ def tlc_reference(path: Path) -> tuple[list[tuple[int, int, float, float, float]
     return valid, invalid
 
 
-def event_tuple(message: Message) -> tuple[int, int, float, float, float]:
+def event_tuple(message: Record) -> tuple[int, int, float, float, float]:
     event = json.loads(message.value or b"")
     assert message.key == str(event["region_id"]).encode()
     assert message.timestamp_ms == iso_ms(event["event_time"])
@@ -160,9 +125,9 @@ def event_tuple(message: Message) -> tuple[int, int, float, float, float]:
     )
 
 
-def check_end_markers(messages: list[Message], max_event_ms: int) -> None:
+def check_end_markers(messages: list[Record], max_event_ms: int) -> None:
     """One end-of-stream record per partition, after every event of that partition."""
-    controls = [m for m in messages if m.control]
+    controls = [m for m in messages if is_control(m)]
     assert sorted(m.partition for m in controls) == list(range(PARTITIONS))
     last = {m.partition: m.offset for m in messages}
     for control in controls:
@@ -181,7 +146,7 @@ def test_tlc_sample_puts_exactly_the_valid_rows_on_the_topic(
     assert (summary["sent"], summary["rejected"]) == (len(valid), len(invalid))
 
     messages = read_topic(stack.bootstrap, f"{app_id}.events")
-    events = [m for m in messages if not m.control]
+    events = [m for m in messages if not is_control(m)]
     assert Counter(event_tuple(m) for m in events) == Counter(valid)
     for region in {v[0] for v in valid}:
         in_topic = [event_tuple(m) for m in events if m.key == str(region).encode()]
@@ -274,7 +239,7 @@ def test_canonical_jsonl_with_bad_rows(
     assert summary["rejected_by_reason"] == dict(Counter(bad_at.values()))
 
     messages = read_topic(stack.bootstrap, f"{app_id}.events")
-    events = [m for m in messages if not m.control]
+    events = [m for m in messages if not is_control(m)]
     got = {}
     for m in events:
         event = json.loads(m.value or b"")
@@ -346,7 +311,9 @@ def test_loop_and_limit(stack: StackInfo, app_id: str, sp_env: dict[str, str], t
     assert result.returncode == 0, result.stderr
     assert summary_of(result.stdout)["sent"] == 120
     events = [
-        json.loads(m.value or b"") for m in read_topic(stack.bootstrap, f"{app_id}.events") if not m.control
+        json.loads(m.value or b"")
+        for m in read_topic(stack.bootstrap, f"{app_id}.events")
+        if not is_control(m)
     ]
     by_id = {e["trip_id"]: iso_ms(e["event_time"]) for e in events}
     first = {t: when for t, when in by_id.items() if "~" not in t}
@@ -392,7 +359,7 @@ def test_ctrl_c_flushes_and_reports_what_was_sent(
     assert 200 <= summary["sent"] < 100_000
     messages = read_topic(stack.bootstrap, f"{app_id}.events")
     assert len(messages) == summary["sent"]
-    assert not any(m.control for m in messages)
+    assert not any(is_control(m) for m in messages)
     assert "Traceback" not in proc.output()
 
 

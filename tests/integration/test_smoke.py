@@ -1,22 +1,18 @@
-"""The stack is real: a JVM running kafka.Kafka from the Maven Central jars, and redis-server."""
+"""The stack answers: a Kafka broker that creates topics and keeps records, a Redis that keeps keys.
+
+Whichever Kafka and Redis the session reuses (``make up``'s, a private one, another machine's)
+must pass: nothing here depends on how they were started.
+"""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
-from tests.integration.stack import StackInfo
-
-
-def test_broker_is_the_maven_central_kafka_jvm(stack: StackInfo) -> None:
-    procs = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    kafka = [line for line in procs.splitlines() if "kafka.Kafka" in line and line.startswith("java")]
-    assert kafka, "no JVM running kafka.Kafka"
-    assert ".cache/kafka/" in kafka[0] and "lib/*" in kafka[0]
+from support.procs import StackInfo
 
 
 async def test_produce_and_consume_on_the_real_broker(stack: StackInfo) -> None:
@@ -56,8 +52,7 @@ async def test_redis_write_and_read(stack: StackInfo) -> None:
     try:
         await client.set(key, "hello", ex=60)
         assert await client.get(key) == b"hello"
-        info = await client.info("persistence")
-        assert info["aof_enabled"] == 1
+        assert 0 < await client.ttl(key) <= 60
     finally:
         await client.delete(key)
         await client.aclose()

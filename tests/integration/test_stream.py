@@ -7,85 +7,38 @@ resumed with ``Last-Event-ID``, and whatever another subscriber does.
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.pipeline import (
-    read_topic,
-    reference_windows,
+from api.timeparse import parse_time_ms
+from support.kafka import read_topic
+from support.procs import (
+    Proc,
+    StackInfo,
+    free_port,
     replay,
-    sorted_tlc_sample,
+    start_api,
     start_replay,
     start_worker,
-    wait_final_windows,
+    wait_for,
     wait_worker_ready,
 )
-from tests.integration.stack import Proc, StackInfo, wait_for
-from tests.integration.test_api import start_api
-from tests.integration.test_processing import free_port
+from support.reference import reference_windows
+from tests.integration.pipeline import Subscriber, sorted_tlc_sample, wait_final_windows
 
 WINDOW = "1h"
 
 Key = tuple[str, int, int]
 
 
-@dataclass
-class Subscriber:
-    """An SSE client in a thread: every event it received, in order, until told to stop."""
-
-    url: str
-    last_event_id: str | None = None
-    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    connected: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._run, daemon=True)
-        thread.start()
-        assert self.connected.wait(15), "the subscriber did not connect"
-        return thread
-
-    def _run(self) -> None:
-        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
-        try:
-            with httpx.stream("GET", self.url, headers=headers, timeout=httpx.Timeout(5, read=30)) as resp:
-                assert resp.status_code == 200, resp.status_code
-                self.connected.set()
-                event_id, kind, data = "", "", ""
-                for line in resp.iter_lines():
-                    if self.stop.is_set():
-                        return
-                    if line.startswith("id: "):
-                        event_id = line[4:]
-                    elif line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: "):
-                        data = line[6:]
-                    elif line == "" and kind:
-                        self.events.append((event_id, kind, json.loads(data)))
-                        event_id, kind, data = "", "", ""
-        except BaseException as exc:  # reported by the test
-            if not self.stop.is_set():
-                self.error = exc
-
-    def finals(self) -> list[dict[str, Any]]:
-        return [data for _, kind, data in self.events if kind == "window" and data["final"]]
-
-
 def _key(window: dict[str, Any]) -> Key:
-    start = datetime.fromisoformat(window["window_start"].replace("Z", "+00:00"))
-    return (window["window"], window["region_id"], round(start.timestamp() * 1000))
+    return (window["window"], window["region_id"], parse_time_ms(window["window_start"]))
 
 
 @pytest.fixture
