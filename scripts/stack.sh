@@ -34,7 +34,35 @@ is_local_kafka() { [[ "$BOOTSTRAP" == "localhost:$KAFKA_PORT" || "$BOOTSTRAP" ==
 is_local_redis() { [[ "$REDIS_URL" =~ ^redis://(localhost|127\.0\.0\.1)(:$REDIS_PORT)?(/[0-9]+)?$ ]]; }
 # The Redis URL as printed: a password in it is replaced by ***.
 REDIS_SHOWN=$(sed -E 's#//[^@/]*@#//***@#' <<<"$REDIS_URL")
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# What a service's command line holds when it is the process this stack started (see ours).
+marker() {
+  case $1 in
+    kafka) echo "$KDATA/server.properties" ;;
+    redis) echo "redis-server 127.0.0.1:$REDIS_PORT" ;;
+    worker) echo "app worker" ;;
+    api) echo "api.main:app" ;;
+  esac
+}
+# Epoch second a process started (boot time + its start in clock ticks); fails once it is gone.
+started_at() {
+  local stat fields
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a fields <<<"${stat##*) }"  # after the command name, which may hold spaces
+  echo $(( $(awk '/^btime/ {print $2}' /proc/stat) + fields[19] / $(getconf CLK_TCK) ))
+}
+# True when the pid file $1 names a live process that is service $2 as this stack started it: a
+# pid is reused once its process exits, so a live pid alone may be anyone's. The process must have
+# started no later than the pid file was written (a reused pid belongs to a later process) and
+# run the service's command line.
+ours() {
+  local pidfile=$1 name=$2 pid start
+  [ -f "$pidfile" ] || return 1
+  pid=$(cat "$pidfile")
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  start=$(started_at "$pid") || return 1
+  [ "$start" -le $(( $(stat -c %Y "$pidfile") + 1 )) ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$(marker "$name")"
+}
 ready() { "$PYTHON" "$ROOT/scripts/ready.py" "$@"; }
 SASL_USERS=(streampulse-ingest streampulse-worker)
 
@@ -201,12 +229,15 @@ start_redis() {
 
 stop_pid() {
   local name=$1 pidfile=$RUN/$1.pid
-  if alive "$pidfile"; then
-    local pid; pid=$(cat "$pidfile")
+  [ -f "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  if ours "$pidfile" "$name"; then
     kill "$pid"
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do ours "$pidfile" "$name" || break; sleep 0.5; done
+    if ours "$pidfile" "$name"; then kill -9 "$pid" 2>/dev/null || true; fi
     echo "$name: stopped (pid $pid)"
+  else
+    echo "$name: pid $pid is no longer the process this stack started; not signalled"
   fi
   rm -f "$pidfile"
 }
@@ -242,7 +273,7 @@ case "${1:-}" in
     ;;
   status)
     for s in kafka redis worker api; do
-      if alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: not started by us"; fi
+      if ours "$RUN/$s.pid" "$s"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: not started by us"; fi
     done
     ;;
   logs)
