@@ -17,7 +17,7 @@ import orjson
 
 from bench import procs
 from bench.run import Run
-from tests.integration.stack import ROOT
+from support.procs import ROOT
 
 GRACE_S = 120.0
 

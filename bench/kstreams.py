@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.integration.stack import ROOT
+from support.procs import ROOT
 
 SOURCES = ROOT / "bench" / "contenders" / "kstreams"
 BROKER_POM = ROOT / "scripts" / "kafka" / "pom.xml"

@@ -14,7 +14,7 @@ import orjson
 from bench import kstreams, procs
 from bench.reference import PeerRow, WindowKey, check_peer
 from bench.run import Loaded, Row, Run, apply_check, cpu_per_1k, rate
-from tests.integration.stack import Proc
+from support.procs import Proc
 
 POLL_S = 0.5
 STALL_S = 15.0
