@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import socket
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,18 +17,12 @@ import redis as sync_redis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.settings import EVENTS_TOPIC_CONFIG, Settings
+from support.procs import free_port
 from tests.integration.stack import ROOT, Proc, wait_for
 
 STACK = ROOT / "scripts" / "stack.sh"
 INGEST_USER = "streampulse-ingest"
 WORKER_USER = "streampulse-worker"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _openssl(*args: str) -> None:
