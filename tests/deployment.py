@@ -27,6 +27,10 @@ TEST_REDIS_PASSWORDS = {
     "REDIS_WORKER_PASSWORD": "test-worker-password",
     "REDIS_API_PASSWORD": "test-api-password",
 }
+TEST_KAFKA_PASSWORDS = {
+    "KAFKA_INGEST_PASSWORD": "test-kafka-ingest-password",
+    "KAFKA_WORKER_PASSWORD": "test-kafka-worker-password",
+}
 
 
 def docker_compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,7 +57,8 @@ def compose_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "config",
         "--format",
         "json",
-        env={"GRAFANA_ADMIN_PASSWORD": TEST_GRAFANA_PASSWORD, **TEST_REDIS_PASSWORDS} | (env or {}),
+        env={"GRAFANA_ADMIN_PASSWORD": TEST_GRAFANA_PASSWORD, **TEST_REDIS_PASSWORDS, **TEST_KAFKA_PASSWORDS}
+        | (env or {}),
     )
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = json.loads(result.stdout)
