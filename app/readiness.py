@@ -11,9 +11,11 @@ then on an event written to the events topic is processed without a restart or a
 way. A worker given no partition (more workers than partitions) is ready too: it is a healthy
 standby member, and calling it unready would mark a correctly scaled group as failing.
 
-An API process is ready when Redis answers and the push hub serving ``/stream`` is running.
-That is not ``/health``, which also fails when final results are stale: a stale pipeline is an
-alert, but restarting or unrouting the API would not fix it.
+An API process is ready when Redis answers: every route but ``/metrics`` reads it, and the push
+hub of ``/stream`` is built before the first request is served (its readers start per
+subscription), so there is nothing else to wait for. That is not ``/health``, which also fails
+when final results are stale: a stale pipeline is an alert, but restarting or unrouting the API
+would not fix it.
 
 This module uses only the standard library so that a healthcheck starts quickly.
 """
@@ -77,8 +79,8 @@ def worker_readiness(state: WorkerState) -> Readiness:
     )
 
 
-def api_readiness(redis_answers: bool, push_running: bool) -> Readiness:
-    return Readiness(checks={"redis": redis_answers, "push_hub": push_running}, details={})
+def api_readiness(redis_answers: bool) -> Readiness:
+    return Readiness(checks={"redis": redis_answers}, details={})
 
 
 def probe(url: str, timeout: float = 3.0) -> tuple[int, dict[str, Any] | None]:

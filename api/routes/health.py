@@ -1,4 +1,8 @@
-"""Service health: Redis answers and final results are fresh.
+"""Service health: Redis answers and final results are fresh; and readiness, Redis alone.
+
+``/ready`` is the API's side of the one readiness rule (app/readiness.py), what orchestrators and
+scripts wait for before sending traffic. It is left out of the OpenAPI schema: it is for probes,
+not clients, and its body is the same on the worker, whose web server has no schema.
 
 What "fresh" means before any result exists: a newly started stack has nothing final until its
 first windows close, which is not a failure, while a pipeline that never produces anything is. So
@@ -14,11 +18,13 @@ import logging
 import time
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from api.deps import RedisDep, ServingDep, SettingsDep
 from api.metrics import redis_call
 from api.models import FreshnessCheck, HealthCheck, HealthChecks, HealthResponse
+from app.readiness import READY_PATH, api_readiness
 from tables.times import format_time_ms
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,19 @@ async def health(
         detail="failing: " + ", ".join(failing) if failing else "all checks passed",
         checks=HealthChecks(redis=redis_check, freshness=freshness),
     )
+
+
+@router.get(READY_PATH, include_in_schema=False)
+async def ready(redis: RedisDep) -> JSONResponse:
+    try:
+        with redis_call("ping"):
+            await redis.ping()
+    except (RedisError, OSError) as exc:
+        log.warning("readiness: Redis unreachable: %s", exc)
+        readiness = api_readiness(redis_answers=False)
+    else:
+        readiness = api_readiness(redis_answers=True)
+    return JSONResponse(readiness.body(), status_code=readiness.status)
 
 
 def _freshness(last_ms: int | None, api_started_ms: int, stale_after_ms: int) -> FreshnessCheck:

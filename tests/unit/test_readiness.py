@@ -62,10 +62,9 @@ def test_partitions_are_unknown_before_the_first_assignment() -> None:
     assert worker_readiness(_state(rebalances=0)).body()["partitions"] is None
 
 
-def test_the_api_needs_redis_and_its_push_hub() -> None:
-    assert api_readiness(True, True).ready
-    assert api_readiness(False, True).body()["failing"] == ["redis"]
-    assert api_readiness(True, False).body()["failing"] == ["push_hub"]
+def test_the_api_needs_redis() -> None:
+    assert api_readiness(True).ready
+    assert api_readiness(False).body() == {"ready": False, "failing": ["redis"], "checks": {"redis": False}}
 
 
 class _Flaky(BaseHTTPRequestHandler):
