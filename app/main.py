@@ -1,25 +1,25 @@
 """The Faust app, built from the one settings object (Faust's own env reading is not used).
 
 ``faust -A app worker`` finds ``app`` here; agents and tables are autodiscovered from the
-``agents`` and ``tables`` packages.
+``agents`` and ``tables`` packages. The worker's web server (``WEB_PORT``) serves ``/metrics`` and
+``/ready`` (app/readiness.py), and Faust's worker installs the logging of app/logs.py.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import cast
 
 import faust
+from faust import web
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.tables.manager import TableManager
 
 from app import batches
 from app.kafka_client import faust_kwargs
+from app.logs import logging_config
 from app.provision import ensure_topics
+from app.readiness import READY_PATH, WorkerState, worker_readiness
 from app.settings import Settings, get_settings
-
-#: Loggers that Faust's worker leaves at DEBUG and that log once per produced message: their
-#: record formatting alone cost ~8 % of a worker's CPU.
-_PER_MESSAGE_LOGGERS = ("aiokafka", "faust.topics")
-
 
 #: How often the consumer refreshes its metadata: a subscribed topic that appears after the
 #: worker joined (deleted and re-created, say) is picked up by a rebalance this soon.
@@ -30,15 +30,37 @@ class StreamPulseApp(faust.App):
     """Faust's app, which provisions every topic before its consumer subscribes."""
 
     streampulse_settings: Settings
+    topics_provisioned = False
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
         await ensure_topics(self.streampulse_settings)
+        self.topics_provisioned = True
 
 
-def create_app(settings: Settings) -> faust.App:
-    for name in _PER_MESSAGE_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO)
+def worker_state(app: StreamPulseApp) -> WorkerState:
+    """The worker's side of the readiness rule, from Faust's public state. The consumer is only
+    asked for its assignment once one was received: before that it may not exist yet."""
+    joined = app.rebalancing_count > 0
+    events = app.streampulse_settings.events
+    return WorkerState(
+        topics_provisioned=app.topics_provisioned,
+        rebalances=app.rebalancing_count,
+        rebalancing=app.rebalancing,
+        recovered=cast(TableManager, app.tables).recovery.completed.is_set(),
+        in_recovery=app.in_recovery,
+        partitions=sum(tp.topic == events for tp in app.consumer.assignment()) if joined else 0,
+    )
+
+
+def install_readiness(app: StreamPulseApp) -> None:
+    @app.page(READY_PATH)
+    async def ready(self: web.View, request: web.Request) -> web.Response:
+        readiness = worker_readiness(worker_state(app))
+        return self.json(readiness.body(), status=readiness.status)
+
+
+def create_app(settings: Settings) -> StreamPulseApp:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     session_timeout_s = settings.session_timeout_ms / 1000
     app = StreamPulseApp(
@@ -68,8 +90,10 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_host=settings.web_host,
+        logging_config=logging_config(settings),
     )
     app.streampulse_settings = settings
+    install_readiness(app)
     batches.install(app)
     return app
 
