@@ -21,18 +21,20 @@ from faust.types import Message
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agents.aggregate import CLOSED_AT_HEADER, SIZE_NAMES, live_changed, live_dirty
 from agents.redis_writer import write_final, write_live
-from app import batches, metrics
+from app import internals, metrics
+from app.live import live_changed, live_dirty
 from app.main import app, settings
 from app.redis_client import redis_client as connect_redis
 from app.redis_keys import RedisKeys
-from app.topics import results_topic
+from app.topics import CLOSED_AT_HEADER, results_topic
 from tables.results import is_window_record, window_record
+from tables.windows import size_names
 
 log = logging.getLogger(__name__)
 
 KEYS = RedisKeys(settings.app_id)
+SIZE_NAMES = size_names(settings.window_sizes)
 RETENTION_S = settings.retention_s()
 BACKOFF_MAX_S = 5.0
 
@@ -48,7 +50,7 @@ def redis_client() -> Redis:
 
 
 #: Fetched results wait here for the sink, a batch at a time (see app/batches.py).
-results_inbox = batches.inbox(app, settings.results, max_buffered=20_000)
+results_inbox = internals.batch_inbox(app, settings.results, max_buffered=20_000)
 
 
 @app.agent(results_topic)

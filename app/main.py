@@ -14,7 +14,7 @@ from faust import web
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.tables.manager import TableManager
 
-from app import batches
+from app import internals
 from app.kafka_client import faust_kwargs
 from app.logs import logging_config
 from app.provision import ensure_topics
@@ -61,6 +61,7 @@ def install_readiness(app: StreamPulseApp) -> None:
 
 
 def create_app(settings: Settings) -> StreamPulseApp:
+    internals.check_versions()
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     session_timeout_s = settings.session_timeout_ms / 1000
     app = StreamPulseApp(
@@ -94,7 +95,7 @@ def create_app(settings: Settings) -> StreamPulseApp:
     )
     app.streampulse_settings = settings
     install_readiness(app)
-    batches.install(app)
+    internals.install_batch_consumer(app)
     return app
 
 

@@ -6,9 +6,6 @@ Names follow Prometheus conventions: base units in names, ``_total`` counters, b
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Sequence
-
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 # No ``*_created`` series: nobody graphs them, and with per-region counters they doubled what
@@ -100,18 +97,3 @@ TRIP_DURATION = Histogram(
     "Duration of valid trips",
     buckets=(60, 180, 300, 600, 900, 1200, 1800, 2700, 3600, 7200),
 )
-
-
-def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
-    """``histogram.observe(v)`` for every value, taking each bucket's lock once per call rather
-    than once per value: two observations per event cost the worker a tenth of its time."""
-    if not values:
-        return
-    bounds = histogram._upper_bounds  # prometheus-client's own bucket bounds, +Inf last
-    counts = [0] * len(bounds)
-    for value in values:
-        counts[bisect_left(bounds, value)] += 1
-    histogram._sum.inc(sum(values))
-    for bucket, count in zip(histogram._buckets, counts, strict=True):
-        if count:
-            bucket.inc(count)

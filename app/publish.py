@@ -6,8 +6,7 @@ partitioned exactly as ``send`` would (the producer's own partitioner over all t
 partitions), appended to aiokafka ``BatchBuilder``s and handed to the producer's accumulator
 with ``send_batch``: same compression, acks, retries and ordering per partition.
 
-Uses the aiokafka producer inside Faust's (``Producer._ensure_producer``; pinned
-faust-streaming==0.15.3) and aiokafka's partitioner attribute.
+The producer inside Faust's and its partitioner are reached through :mod:`app.internals`.
 """
 
 from __future__ import annotations
@@ -18,14 +17,14 @@ from typing import Any
 
 from faust.types import AppT
 
+from app.internals import partition_for, topic_producer
+
 
 async def publish(
     app: AppT, topic: str, records: Iterable[tuple[bytes, bytes]], headers: Sequence[tuple[str, bytes]] = ()
 ) -> list[asyncio.Future[Any]]:
     """Queue ``(key, value)`` records for ``topic``; the futures resolve when the broker acked."""
-    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
-    await producer.client._wait_on_metadata(topic)
-    partitions = sorted(producer.client.cluster.partitions_for_topic(topic))
+    producer, partitions = await topic_producer(app, topic)
     partition_of: dict[bytes, int] = {}
     builders: dict[int, Any] = {}
     sent: list[asyncio.Future[Any]] = []
@@ -33,7 +32,7 @@ async def publish(
     for key, value in records:
         partition = partition_of.get(key)
         if partition is None:
-            partition = partition_of[key] = producer._partitioner(key, partitions, partitions)
+            partition = partition_of[key] = partition_for(producer, key, partitions)
         builder = builders.get(partition)
         if builder is None:
             builder = builders[partition] = producer.create_batch()

@@ -31,3 +31,8 @@ async def declare_output_topics() -> None:
     (the broker does not auto-create topics)."""
     for topic in (dlq_topic, late_topic, results_topic):
         await topic.maybe_declare()
+
+
+#: Header of a results record: when the worker closed the window (ms since the epoch), from
+#: which the sink measures close -> final-in-Redis.
+CLOSED_AT_HEADER = "streampulse-closed-at-ms"

@@ -13,6 +13,7 @@ Pure logic (no Kafka, no Redis) so that the contract's semantics are unit-tested
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +94,6 @@ class Outcome:
     """What applying one record did; the caller turns it into table writes and messages."""
 
     late: list[LateEvent] = field(default_factory=list)
-    duplicate: bool = False
     folded: bool = False
 
 
@@ -198,3 +198,32 @@ class PartitionState:
         out = [(k, self.windows[k]) for k in self.dirty if k in self.windows]
         self.dirty.clear()
         return out
+
+
+def state_from_items(
+    partition: int, items: Iterable[tuple[Any, Any]], sizes: list[WindowSize], lateness_ms: int
+) -> tuple[PartitionState, list[str]]:
+    """Rebuild a partition's state from its stored ``(key, value)`` pairs; also returns the keys
+    of slots that could not be decoded (forged, or corrupted: no version of the worker wrote
+    them), whose partial windows are lost, loudly, rather than every batch of the partition
+    failing on them. Other partitions' keys and window sizes no longer configured are ignored."""
+    known = {size.size_ms for size in sizes}
+    windows: dict[WindowKey, TripAggregate] = {}
+    progress_state = None
+    progress_key = progress_table_key(partition)
+    unreadable: list[str] = []
+    for key, value in items:
+        if value is None:
+            continue
+        if key == progress_key:
+            progress_state = value
+            continue
+        parsed = parse_slot_table_key(key)
+        if parsed is not None and parsed[0] == partition and parsed[1][0] in known:
+            try:
+                windows.update(windows_from_slot_state(parsed[1], value))
+            except (ValueError, TypeError, KeyError, IndexError):
+                unreadable.append(key)
+    return PartitionState(
+        partition, sizes, lateness_ms, Progress.from_state(progress_state), windows
+    ), unreadable

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+import orjson
+
 from tables.aggregate import TripAggregate
+from tables.partition_state import WindowKey
 from tables.times import format_time_ms
 
 
@@ -34,3 +37,20 @@ def is_window_record(record: object, sizes: Collection[str]) -> bool:
     if not isinstance(size, str) or size not in sizes:
         return False
     return all(type(record.get(field)) is int for field in ("region_id", "window_start_ms"))
+
+
+def final_records(
+    final: Iterable[tuple[WindowKey, TripAggregate]], size_names: Mapping[int, str]
+) -> tuple[list[tuple[bytes, bytes]], list[WindowKey]]:
+    """Results-topic ``(key, value)`` records of final windows, keyed by region; also the windows
+    whose record could not be built (finalizing never stops a partition: the agent logs them)."""
+    records: list[tuple[bytes, bytes]] = []
+    failed: list[WindowKey] = []
+    for key, agg in final:
+        size_ms, region, start = key
+        try:
+            record = window_record(region, size_names[size_ms], size_ms, start, agg, final=True)
+            records.append((str(region).encode(), orjson.dumps(record)))
+        except Exception:
+            failed.append(key)
+    return records, failed

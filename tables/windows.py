@@ -7,6 +7,7 @@ worker; floats would put an event on a boundary into different windows on differ
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -57,6 +58,6 @@ def parse_windows(text: str) -> list[WindowSize]:
     return sorted(sizes.values())
 
 
-def watermark_closes(watermark_ms: int, window_end_ms: int) -> bool:
-    """A window is final once the watermark has reached its (exclusive) end."""
-    return watermark_ms >= window_end_ms
+def size_names(sizes: Iterable[WindowSize]) -> dict[int, str]:
+    """Window size in ms -> its name (``60000`` -> ``"1m"``): how records and keys name a size."""
+    return {size.size_ms: size.name for size in sizes}

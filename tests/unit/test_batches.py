@@ -10,7 +10,7 @@ import pytest
 from faust.types import TP, Message
 from prometheus_client import CollectorRegistry, Histogram
 
-from app import metrics
+from app import internals
 from app.batches import Inbox
 
 TOPIC = "events"
@@ -167,7 +167,7 @@ def test_observe_many_equals_observing_one_by_one(values: list[float]) -> None:
     many = Histogram("many", "x", buckets=buckets, registry=registry)
     for v in values:
         one.observe(v)
-    metrics.observe_many(many, values)
+    internals.observe_many(many, values)
 
     def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
         return [

@@ -19,7 +19,8 @@ import pytest
 from faust.types import TP
 from mode.utils.logging import CompositeLogger, get_logger
 
-from app.batches import BatchConsumer, Inbox, Plan, plan_delivery
+from app.batches import Inbox, Plan, plan_delivery
+from app.internals import BatchConsumer
 
 EVENTS = "events"
 

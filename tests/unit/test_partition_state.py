@@ -8,28 +8,23 @@ and crashes.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tables.aggregate import TripAggregate
 from tables.partition_state import (
     LateEvent,
     PartitionState,
     Progress,
-    WindowKey,
     parse_slot_table_key,
     progress_table_key,
     slot_state,
     slot_table_key,
+    state_from_items,
     windows_from_slot_state,
 )
-from tables.results import window_record
 from tables.windows import WindowSize, parse_windows
 
 S = 1_000
@@ -390,7 +385,8 @@ def test_restored_state_continues_exactly_where_it_stopped() -> None:
             for slot in {(k[0], k[2]) for k in state.windows}
         },
     }
-    restored = restore(table, SIZES, LATENESS)
+    restored, unreadable = state_from_items(3, table.items(), SIZES, LATENESS)
+    assert unreadable == []
     assert restored.progress == state.progress
     assert restored.windows == state.windows
     assert restored.is_duplicate(1) and not restored.is_duplicate(2)
@@ -436,253 +432,21 @@ def test_slot_holds_every_open_region_of_a_window() -> None:
     assert state.slot_windows((M, T0)) == {}
 
 
-# --- properties: a reference model, batching, crashes -----------------------------------------
-
-SMALL = [WindowSize(10, "10ms"), WindowSize(30, "30ms"), WindowSize(60, "60ms")]
-SMALL_LATENESS = 5
-PARTITION = 3
-
-
-@dataclass(frozen=True)
-class Event:
-    offset: int
-    region: int
-    t_ms: int
-    fare: float
-    duration: float
-
-
-@dataclass(frozen=True)
-class Control:
-    offset: int
-    t_ms: int
-
-
-Record = Event | Control
-
-raw_records = st.lists(
-    st.one_of(
-        st.tuples(
-            st.integers(0, 2),
-            st.integers(-40, 400),
-            st.sampled_from([0.0, 2.5, 7.0, 12.25, 1e-3]),
-            st.sampled_from([0.0, 1.0, 60.0, 600.0]),
-        ),
-        st.tuples(st.integers(-40, 400)),
-    ),
-    max_size=45,
-)
-
-
-def to_records(raw: list[tuple[Any, ...]]) -> list[Record]:
-    return [Event(i, *r) if len(r) == 4 else Control(i, r[0]) for i, r in enumerate(raw)]
-
-
-def apply_record(state: PartitionState, rec: Record) -> list[LateEvent]:
-    if isinstance(rec, Control):
-        state.apply_control(rec.t_ms)
-        return []
-    return state.apply_event(rec.offset, rec.region, rec.t_ms, rec.fare, rec.duration, 0.5).late
-
-
-Op = tuple[str, Any, Any]
-
-
-def process_batch(state: PartitionState, batch: list[Record], log: list[Op]) -> None:
-    """One batch of one partition, in the agent's order of durable effects."""
-    for rec in batch:
-        if state.is_duplicate(rec.offset):
-            continue
-        for late in apply_record(state, rec):
-            log.append(("late", (late.offset, late.size.size_ms, late.window_start_ms), None))
-        state.mark_applied(rec.offset)
-    for slot in sorted({(k[0], k[2]) for k, _ in state.take_dirty()}):
-        log.append(("put", slot_table_key(PARTITION, slot), json(slot_state(state.slot_windows(slot)))))
-    log.append(("put", progress_table_key(PARTITION), json(state.progress.to_state())))
-    final = state.take_final()
-    for key, agg in final:
-        log.append(("emit", key, json(agg.to_state())))
-    for slot in sorted({(k[0], k[2]) for k, _ in final}):
-        log.append(("del", slot_table_key(PARTITION, slot), None))
-
-
-def json(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value))
-
-
-def restore(table: dict[str, Any], sizes: list[WindowSize], lateness_ms: int) -> PartitionState:
-    """Rebuild a partition from its table, as the agent does after a restart."""
-    windows: dict[WindowKey, TripAggregate] = {}
-    for key, value in table.items():
-        parsed = parse_slot_table_key(key)
-        if parsed is not None and parsed[0] == PARTITION:
-            windows.update(windows_from_slot_state(parsed[1], value))
-    progress = Progress.from_state(table.get(progress_table_key(PARTITION)))
-    return PartitionState(PARTITION, sizes, lateness_ms, progress, windows)
-
-
-def table_of(log: list[Op]) -> dict[str, Any]:
-    table: dict[str, Any] = {}
-    for op, key, value in log:
-        if op == "put":
-            table[key] = value
-        elif op == "del":
-            table.pop(key, None)
-    return table
-
-
-def split(records: list[Record], cuts: list[int]) -> list[list[Record]]:
-    bounds = sorted({c % (len(records) + 1) for c in cuts} | {0, len(records)})
-    return [records[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
-
-
-def one_pass(records: list[Record]) -> tuple[list[Op], PartitionState]:
-    state = PartitionState(PARTITION, SMALL, SMALL_LATENESS)
-    log: list[Op] = []
-    if records:
-        process_batch(state, records, log)
-    return log, state
-
-
-def emitted(log: list[Op]) -> list[tuple[WindowKey, Any]]:
-    return [(key, value) for op, key, value in log if op == "emit"]
-
-
-def lates(log: list[Op]) -> list[tuple[int, int, int]]:
-    return [key for op, key, _ in log if op == "late"]
-
-
-def open_windows(state: PartitionState) -> dict[WindowKey, Any]:
-    return {k: agg.to_state() for k, agg in state.windows.items()}
-
-
-def reference(
-    records: list[Record],
-) -> tuple[dict[WindowKey, list[Event]], dict[WindowKey, list[Event]], list[Any]]:
-    """The contract read literally: (final windows, open windows, late (offset, size, start))."""
-    max_t: int | None = None
-    closed_by_control = {s.size_ms: -math.inf for s in SMALL}
-    windows: dict[WindowKey, list[Event]] = {}
-    late: list[tuple[int, int, int]] = []
-
-    def frontier(size_ms: int) -> float:
-        watermark = -math.inf if max_t is None else max_t - SMALL_LATENESS
-        return max(watermark, closed_by_control[size_ms])
-
-    for rec in records:
-        if isinstance(rec, Event):
-            for s in SMALL:
-                start = math.floor(rec.t_ms / s.size_ms) * s.size_ms
-                if start + s.size_ms <= frontier(s.size_ms):
-                    late.append((rec.offset, s.size_ms, start))
-                else:
-                    windows.setdefault((s.size_ms, rec.region, start), []).append(rec)
-        else:
-            for s in SMALL:
-                end = math.floor(rec.t_ms / s.size_ms) * s.size_ms + s.size_ms
-                closed_by_control[s.size_ms] = max(closed_by_control[s.size_ms], end)
-        max_t = rec.t_ms if max_t is None else max(max_t, rec.t_ms)
-    final = {k: v for k, v in windows.items() if k[2] + k[0] <= frontier(k[0])}
-    still_open = {k: v for k, v in windows.items() if k not in final}
-    return final, still_open, late
-
-
-def assert_matches_events(state: Any, events: list[Event]) -> None:
-    agg = TripAggregate.from_state(state)
-    assert agg.count == len(events)
-    assert agg.fare_sum == pytest.approx(math.fsum(e.fare for e in events), abs=1e-9)
-    assert agg.fare_min == min(e.fare for e in events)
-    assert agg.fare_max == max(e.fare for e in events)
-    assert agg.first_ms == min(e.t_ms for e in events)
-    assert agg.last_ms == max(e.t_ms for e in events)
-    assert agg.zero_durations == sum(1 for e in events if e.duration == 0)
-    assert agg.last_offset == max(e.offset for e in events)
-
-
-@settings(max_examples=150, deadline=None)
-@given(raw_records, st.lists(st.integers(0, 50), max_size=8))
-def test_matches_a_plain_reading_of_the_contract(raw: list[tuple[Any, ...]], cuts: list[int]) -> None:
-    records = to_records(raw)
-    state = PartitionState(PARTITION, SMALL, SMALL_LATENESS)
-    log: list[Op] = []
-    for batch in split(records, cuts):
-        process_batch(state, batch, log)
-    final, still_open, late = reference(records)
-
-    assert lates(log) == late
-    got = dict(emitted(log))
-    assert len(got) == len(emitted(log))  # each final window once
-    assert set(got) == set(final)
-    for key, value in got.items():
-        assert_matches_events(value, final[key])
-    assert set(state.windows) == set(still_open)
-    for key, agg in state.windows.items():
-        assert_matches_events(agg.to_state(), still_open[key])
-
-
-@settings(max_examples=120, deadline=None)
-@given(raw_records, st.lists(st.integers(0, 50), max_size=10))
-def test_batching_does_not_change_anything(raw: list[tuple[Any, ...]], cuts: list[int]) -> None:
-    records = to_records(raw)
-    single_log, single = one_pass(records)
-    state = PartitionState(PARTITION, SMALL, SMALL_LATENESS)
-    log: list[Op] = []
-    for batch in split(records, cuts):
-        process_batch(state, batch, log)
-    # The same final windows, each published once with the same value; the same late events in the
-    # same order; the same open windows and progress. (The order of publication may differ: a batch
-    # publishes what its end closed, oldest first, and control records close sizes unevenly.)
-    assert len(emitted(log)) == len(dict(emitted(log)))
-    assert dict(emitted(log)) == dict(emitted(single_log))
-    assert lates(log) == lates(single_log)
-    assert open_windows(state) == open_windows(single)
-    assert state.progress == single.progress
-
-
-@settings(max_examples=150, deadline=None)
-@given(raw_records, st.data())
-def test_crash_and_replay_give_the_same_result_as_one_pass(
-    raw: list[tuple[Any, ...]], data: st.DataObject
-) -> None:
-    """Crash anywhere in the durable effects, restore from what survived, replay from an earlier offset.
-
-    The log holds table writes (slots, progress, tombstones) and outputs (late events, final
-    windows) in the order the agent makes them durable; a crash keeps a prefix of what the current
-    run added. Restart offsets are at or before the stored progress (a committed offset never runs
-    ahead of the changelog). Outputs are at-least-once; a repeated final window must be identical.
-    """
-    records = to_records(raw)
-    single_log, single = one_pass(records)
-
-    log: list[Op] = []
-    state = PartitionState(PARTITION, SMALL, SMALL_LATENESS)
-    position = 0
-    for _ in range(data.draw(st.integers(0, 3), label="crashes")):
-        run_start = len(log)
-        cuts = data.draw(st.lists(st.integers(0, 50), max_size=6), label="batches")
-        for batch in split(records[position:], cuts):
-            process_batch(state, batch, log)
-        del log[data.draw(st.integers(run_start, len(log)), label="crash at") :]
-        state = restore(table_of(log), SMALL, SMALL_LATENESS)
-        position = data.draw(st.integers(0, state.progress.offset + 1), label="restart offset")
-    cuts = data.draw(st.lists(st.integers(0, 50), max_size=6), label="final batches")
-    for batch in split(records[position:], cuts) or [[]]:
-        # No record left to replay: windows the restored frontier already closed are published by
-        # the next take_final all the same (this models the worker calling it after a restore).
-        process_batch(state, batch, log)
-
-    expected = dict(emitted(single_log))
-    for key, value in emitted(log):
-        assert value == expected[key], key  # a re-emitted window is identical, never different
-    assert {key for key, _ in emitted(log)} == set(expected)
-    assert set(lates(log)) == set(lates(single_log))
-    assert open_windows(state) == open_windows(single)
-    assert state.progress == single.progress
-    for key, value in expected.items():  # and what the sink would write is byte-identical
-        first = window_record(PARTITION, "w", key[0], key[2], TripAggregate.from_state(value), final=True)
-        again = [
-            window_record(PARTITION, "w", key[0], key[2], TripAggregate.from_state(v), final=True)
-            for k, v in emitted(log)
-            if k == key
-        ]
-        assert all(orjson.dumps(r) == orjson.dumps(first) for r in again)
+def test_unreadable_slots_are_reported_and_other_partitions_and_sizes_ignored() -> None:
+    state = new_state()
+    add(state, 0, T0 + 10 * S)
+    good = {
+        slot_table_key(3, slot): orjson.loads(orjson.dumps(slot_state(state.slot_windows(slot))))
+        for slot in {(k[0], k[2]) for k in state.windows}
+    }
+    table = {
+        **good,
+        slot_table_key(3, (M, T0 + M)): [["not a region", "nor an aggregate"]],
+        slot_table_key(4, (M, T0)): good[slot_table_key(3, (M, T0))],
+        slot_table_key(3, (2 * M, T0)): good[slot_table_key(3, (M, T0))],
+        progress_table_key(3): state.progress.to_state(),
+    }
+    restored, unreadable = state_from_items(3, table.items(), SIZES, LATENESS)
+    assert unreadable == [slot_table_key(3, (M, T0 + M))]
+    assert restored.windows == state.windows
+    assert restored.progress == state.progress

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.windows import WindowSize, parse_duration_ms, parse_windows, watermark_closes
+from tables.windows import WindowSize, parse_duration_ms, parse_windows
 
 MINUTE = 60_000
 HOUR = 3_600_000
@@ -143,11 +143,3 @@ def test_windows_are_ordered_like_their_times(a: int, b: int) -> None:
         assert size.start(a) <= size.start(b)
     else:
         assert size.start(a) >= size.start(b)
-
-
-@pytest.mark.parametrize(
-    ("watermark", "end", "closed"),
-    [(59_999, 60_000, False), (60_000, 60_000, True), (60_001, 60_000, True), (-1, 0, False), (0, 0, True)],
-)
-def test_watermark_closes_at_the_exclusive_end(watermark: int, end: int, closed: bool) -> None:
-    assert watermark_closes(watermark, end) is closed
