@@ -294,7 +294,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
     def _count_in(self, tp: TP, messages: list[Message]) -> None:
         """What Faust's sensors record per message received (``on_message_in``), once per batch:
-        per message, the Prometheus labels lookups alone cost a sixth of the worker's time."""
+        per message, the Prometheus label lookups are a large share of the worker's time
+        (docs/benchmarks.md, "Hot-path choices")."""
         n, last = len(messages), messages[-1].offset
         monitor: Any = self.app.monitor
         monitor.messages_received_total += n

@@ -24,8 +24,9 @@ from app.settings import Settings
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-#: Loggers that write a record per produced message at DEBUG: formatting those alone cost ~8 %
-#: of a worker's CPU, so they stay at INFO or above whatever LOG_LEVEL says.
+#: Loggers that write a record per produced message at DEBUG: formatting those alone is a
+#: measurable share of a worker's CPU (docs/benchmarks.md, "Hot-path choices"), so they stay at
+#: INFO or above whatever LOG_LEVEL says.
 PER_MESSAGE_LOGGERS = ("aiokafka", "faust.topics")
 
 #: uvicorn configures these with handlers of its own before it loads the API; emptied, their

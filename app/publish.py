@@ -1,7 +1,8 @@
 """Batch publishing: many keyed records to one topic as one Kafka batch per partition.
 
-``Producer.send`` costs a metadata lookup, a partitioner call and a future per record — a fifth
-of a backfill worker's time went there when most events close windows. The records are
+``Producer.send`` costs a metadata lookup, a partitioner call and a future per record, which
+dominates a backfill worker that closes windows with most events (docs/benchmarks.md, "Hot-path
+choices"). The records are
 partitioned exactly as ``send`` would (the producer's own partitioner over all the topic's
 partitions), appended to aiokafka ``BatchBuilder``s and handed to the producer's accumulator
 with ``send_batch``: same compression, acks, retries and ordering per partition.

@@ -32,7 +32,7 @@ def keep_freed_memory() -> bool:
 def relax_gc() -> None:
     """Collect less often: a replay allocates tens of thousands of short-lived, acyclic objects
     per chunk (dicts, models, datetimes), and at the default threshold the collector runs every
-    700 of them; measured 10-20 % less CPU per event in both processes. Objects alive at start-up
+    700 of them (docs/benchmarks.md, "Hot-path choices", has the saving). Objects alive at start-up
     (modules, the model, lookup tables) are frozen out of every collection. Call before forking
     the workers: they inherit it."""
     gc.freeze()

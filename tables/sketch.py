@@ -23,8 +23,8 @@ MIN_INDEXABLE = MAPPING.min_possible
 @lru_cache(maxsize=131_072)
 def sketch_key(value: float) -> int | None:
     """Bin key of a non-negative value; ``None`` for the zero bucket. Cached: durations are
-    mostly whole seconds (at most 86,400 of them), and the logarithm was a tenth of folding an
-    event."""
+    mostly whole seconds (at most 86,400 of them), and the logarithm is a visible part of folding
+    an event (docs/benchmarks.md, "Hot-path choices")."""
     if value <= MIN_INDEXABLE:
         return None
     return MAPPING.key(value)
