@@ -26,9 +26,11 @@ from api.metrics import MetricsMiddleware
 from api.push import BLOCK_MS, UpdatesHub
 from api.routes import city, dashboard, health, pipeline, prometheus, regions, stream, top, windows
 from api.store import WindowStore
+from app.logs import configure_logging
 from app.redis_client import redis_blocking_pool, redis_client
 from app.redis_keys import RedisKeys
 from app.settings import Settings, get_settings
+from app.version import package_version
 from app.zones import load_zones
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="StreamPulse API",
-        version="0.1.0",
+        version=package_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
     )
@@ -134,4 +136,6 @@ def _openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
+# uvicorn has configured its own logging by the time it loads this module: this replaces it.
+configure_logging(get_settings())
 app = create_app()
