@@ -46,7 +46,7 @@ dashboards: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app agents tables api producers tests scripts bench
+	$(BIN)/mypy app agents tables api producers tests scripts bench support
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/audit_deps.py requirements.lock requirements-test.lock
 

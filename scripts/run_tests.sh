@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export STREAMPULSE_REQUIRE_INTEGRATION=1
 .venv/bin/ruff check .
-.venv/bin/mypy app agents tables api producers tests scripts bench
+.venv/bin/mypy app agents tables api producers tests scripts bench support
+.venv/bin/lint-imports
 exec .venv/bin/pytest "$@"
