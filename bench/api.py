@@ -1,4 +1,4 @@
-"""API latency under load, through the API engineer's load generator ``bench/api_load.py``.
+"""API latency under load, through the load generator ``bench/api_load.py``.
 
 It is run as its own docs say, self-contained (it writes windows with the real sink under a
 throwaway app id, starts ``uvicorn api.main:app`` as ``make api`` does, drives
