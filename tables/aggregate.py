@@ -165,13 +165,19 @@ class TripAggregate:
 
     @classmethod
     def from_state(cls, state: list[Any]) -> TripAggregate:
-        """Decode either state format; anything else is a ``ValueError``."""
+        """Decode either state format; anything else is a ``ValueError``.
+
+        The first format (untagged) kept no duration bounds nor exact durations, so a window that
+        had trips gets unknown bounds and only its sketch; an empty one starts like a new one."""
+        tail: list[Any]
         if len(state) == _V1_LENGTH and not isinstance(state[0], str):
-            return cls._from_v1(state)
-        if not state or state[0] != STATE_TAG:
+            head, tail = state, [None, None, None if state[0] else []]
+        elif state and state[0] == STATE_TAG:
+            head, tail = state[1:12], state[12:]
+        else:
             raise ValueError(f"unknown aggregate state format: {str(state)[:80]}")
-        (_, count, fare_sum, fare_min, fare_max, dur, dist, first, last, zero, bins, last_offset) = state[:12]
-        dmin, dmax, durations = state[12:]
+        (count, fare_sum, fare_min, fare_max, dur, dist, first, last, zero, bins, last_offset) = head
+        dmin, dmax, durations = tail
         return cls(
             count=count,
             fare_sum=fare_sum,
@@ -187,28 +193,6 @@ class TripAggregate:
             duration_min=(-_INF if count else _INF) if dmin is None else dmin,
             duration_max=(_INF if count else -_INF) if dmax is None else dmax,
             durations=None if durations is None else [float(d) for d in durations],
-        )
-
-    @classmethod
-    def _from_v1(cls, state: list[Any]) -> TripAggregate:
-        """First-format state: no duration bounds nor exact durations were kept, so a window that
-        had trips gets unknown bounds and only its sketch; an empty one starts like a new one."""
-        (count, fare_sum, fare_min, fare_max, dur, dist, first, last, zero, bins, last_offset) = state
-        return cls(
-            count=count,
-            fare_sum=fare_sum,
-            fare_min=_INF if fare_min is None else fare_min,
-            fare_max=-_INF if fare_max is None else fare_max,
-            duration_sum=dur,
-            distance_sum=dist,
-            first_ms=first,
-            last_ms=last,
-            zero_durations=zero,
-            bins={int(k): int(c) for k, c in bins},
-            last_offset=last_offset,
-            duration_min=-_INF if count else _INF,
-            duration_max=_INF if count else -_INF,
-            durations=None if count else [],
         )
 
     def duration_quantile(self, q: float) -> float | None:
