@@ -18,17 +18,29 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from redis import Redis
+
 from bench import procs
 from bench.kafka import uncommitted
 from bench.redis_io import delete_run_keys, final_windows, last_final_ms
 from bench.reference import check_streampulse
 from bench.run import Loaded, Row, Run, apply_check, cpu_per_1k, free_port, rate
-from tests.integration.pipeline import metric_values, start_worker
-from tests.integration.stack import Proc
+from support.procs import Proc, metric_values, start_worker
 
 PROCESSED = "streampulse_events_processed_total"
 FINALIZED = "streampulse_windows_finalized_total"
 WRITTEN = "streampulse_final_window_latency_seconds_count"
+#: Reported with every row: where events went when the windows do not add up.
+COUNTERS = (
+    PROCESSED,
+    FINALIZED,
+    WRITTEN,
+    "streampulse_events_late_total",
+    "streampulse_events_invalid_total",
+    "streampulse_control_records_total",
+    "streampulse_batch_retries_total",
+    "streampulse_sink_errors_total",
+)
 #: Poll fast until the first event is processed (that sets the start), then gently: a scrape
 #: is served by the worker's own event loop.
 FAST_POLL_S, SLOW_POLL_S = 0.2, 2.0
@@ -107,6 +119,14 @@ def _follow(run: Run, running: list[tuple[Proc, int]], app_id: str, w: Loaded, e
     return progress
 
 
+def evicted_keys(redis_url: str) -> int:
+    client = Redis.from_url(redis_url)
+    try:
+        return int(client.info("stats")["evicted_keys"])
+    finally:
+        client.close()
+
+
 def _stored(run: Run, app_id: str) -> int:
     return sum(1 for _ in final_windows(run.redis_url, app_id))
 
@@ -117,11 +137,14 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
     expected = len(w.ref.windows)
     row = Row(name, w.name, w.events, workers=workers, windows_expected=expected)
     row.details["partitions"] = run.partitions
+    evicted_before = evicted_keys(run.redis_url)
     running = start_workers(run, worker_env(run, app_id, w.topic), app_id, workers)
     try:
         with procs.RssSampler([proc.pid for proc, _ in running]) as rss:
             progress = _follow(run, running, app_id, w, expected)
             crashed = [proc for proc, _ in running if not proc.alive()]
+            ports = [port for _, port in running]
+            row.details["worker_counters"] = {name: scrape(ports, name) for name in COUNTERS}
     finally:
         procs.stop_all(proc for proc, _ in running)
     row.processed = int(progress.processed)
@@ -152,4 +175,8 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
     cores = os.cpu_count() or 1
     if workers > cores and row.correct:
         row.note = f"{workers} workers on {cores} cores: a correctness row, not a speed one"
+    evicted = evicted_keys(run.redis_url) - evicted_before
+    if evicted:
+        # At maxmemory Redis drops the keys nearest their expiry: this run's, with the shortest TTL.
+        row.note = f"Redis evicted {evicted:,} keys during the run (maxmemory); {row.note}".rstrip("; ")
     return row
