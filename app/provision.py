@@ -7,11 +7,13 @@ consumer starts, the replayer before it produces, the Compose topic-init contain
 calls :func:`ensure_topics`, which creates what is missing and returns only once a fresh
 metadata request shows every topic with all its partitions led.
 
-``python -m app.provision`` runs it from the settings (the Compose topic-init service).
+``streampulse-provision`` (``python -m app.provision``) runs it from the settings (the Compose
+topic-init service).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -24,7 +26,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from app.kafka_client import client_kwargs
+from app.logs import configure_logging
 from app.settings import EVENTS_TOPIC_CONFIG, Settings, SettingsError, get_settings
+from app.version import program_name, version_line
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +138,14 @@ def _not_ready(described: list[dict[str, Any]], expected: dict[str, int]) -> lis
     return pending
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Provision the topics of the configured app id (the Compose topic-init service)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog=program_name("app.provision"), description=main.__doc__)
+    parser.add_argument("--version", action="version", version=version_line(parser.prog))
+    parser.parse_args(argv)
     try:
         settings = get_settings()
+        configure_logging(settings)
         asyncio.run(ensure_topics(settings))
     except SettingsError as exc:
         print(exc, file=sys.stderr)

@@ -124,12 +124,12 @@ def wait_ready(url: str, timeout: float, interval: float = 0.5) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m app.readiness URL [--timeout S]``: exit 0 once ``URL`` is ready, else 1."""
-    from app.version import version_line
+    from app.version import program_name, version_line
 
-    parser = argparse.ArgumentParser(prog="python -m app.readiness", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog=program_name("app.readiness"), description=main.__doc__)
     parser.add_argument("url", help=f"a readiness page, e.g. http://127.0.0.1:6066{READY_PATH}")
     parser.add_argument("--timeout", type=float, default=0.0, help="seconds to wait (0: ask once)")
-    parser.add_argument("--version", action="version", version=version_line("streampulse"))
+    parser.add_argument("--version", action="version", version=version_line(parser.prog))
     args = parser.parse_args(argv)
     try:
         wait_ready(args.url, args.timeout)

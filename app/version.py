@@ -8,6 +8,7 @@ read directly, so the number is still the right one rather than a placeholder.
 from __future__ import annotations
 
 import configparser
+import sys
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -35,3 +36,10 @@ def _checkout_version(setup_cfg: Path) -> str:
 def version_line(prog: str) -> str:
     """What ``prog --version`` prints."""
     return f"{prog} {package_version()}"
+
+
+def program_name(module: str) -> str:
+    """How the running command was started, for usage and ``--version``: the console script's
+    name, or ``python -m module`` when run as a module."""
+    started = Path(sys.argv[0])
+    return f"python -m {module}" if started.suffix == ".py" else started.name

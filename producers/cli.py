@@ -1,4 +1,4 @@
-"""``python -m producers.replay``: the command line of the replayer.
+"""``streampulse-replay`` (or ``python -m producers.replay``): the command line of the replayer.
 
 Exit codes: 0 done (rejects are reported, not fatal), 1 ``--strict`` met an invalid row,
 2 usage error, 3 Kafka unreachable, 130 interrupted (Ctrl-C, after flushing what was sent).
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import click
 
+from app.logs import configure_logging
 from app.settings import Settings, SettingsError, get_settings
+from app.version import package_version
 from producers.exceptions import ReplayError, UsageProblem
 from producers.localtime import zone
 from producers.memory import keep_freed_memory, relax_gc
@@ -49,6 +51,7 @@ def _check_start(ctx: click.Context, param: click.Parameter, value: str) -> int:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_version(), "--version", message="%(prog)s %(version)s")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option(
     "--format", "fmt", type=click.Choice([f.value for f in Format]), help="Input format (default: detected)."
@@ -115,7 +118,7 @@ def _check_start(ctx: click.Context, param: click.Parameter, value: str) -> int:
     help="After the last event, an end-of-stream control record per partition.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
-@click.option("--verbose", "-v", is_flag=True, help="Also show the Kafka client's log.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show the Kafka client's log (at LOG_LEVEL).")
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
@@ -146,13 +149,13 @@ def replay(
 ) -> None:
     """Replay trip files (CSV, JSON array or JSON Lines, gzip'd or not; - for stdin) or a synthetic
     stream into the events topic, validated by the shared event model, in input order."""
-    _configure_logging(verbose)
     if bool(files) == (synthetic is not None):
         raise click.UsageError("give FILE... or --synthetic N (not both)")
     try:
         settings = get_settings()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    _configure_logging(settings, verbose)
     options = ReplayOptions(
         files=files,
         synthetic=SyntheticSpec(synthetic, regions, seed, start) if synthetic is not None else None,
@@ -175,13 +178,10 @@ def replay(
     sys.exit(_run(options, settings, total, as_json))
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(settings: Settings, verbose: bool) -> None:
     """The replayer reports Kafka failures itself, in one line; the client's own log (each failed
     connection attempt, with its traceback) is for ``--verbose``."""
-    if verbose:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    else:
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    configure_logging(settings, None if verbose else {"aiokafka": logging.CRITICAL})
 
 
 def _run(options: ReplayOptions, settings: Settings, total: int | None, as_json: bool) -> int:
@@ -220,4 +220,6 @@ def _report(summary: Summary, options: ReplayOptions, as_json: bool) -> None:
 
 
 def main() -> None:
-    replay(prog_name="python -m producers.replay")
+    """The console script and ``python -m producers[.replay]``; click names the program after how
+    it was started."""
+    replay()

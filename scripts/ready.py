@@ -1,4 +1,9 @@
-"""Waits until Kafka or Redis (from the StreamPulse settings) answers; exit 1 on timeout."""
+"""Waits until Kafka or Redis (from the StreamPulse settings) answers; exit 1 on timeout.
+
+This is for the services StreamPulse runs on, before any of its own processes starts
+(``scripts/stack.sh``, the test session). Whether a worker or an API process is ready is its own
+``/ready`` page (app/readiness.py): one rule per thing, so this script never guesses at those.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from app.kafka_client import client_kwargs
 from app.redis_client import redis_client
 from app.settings import Settings, get_settings
+from app.version import version_line
 
 
 async def kafka_ok(settings: Settings) -> bool:
@@ -39,9 +45,12 @@ async def redis_ok(settings: Settings) -> bool:
 
 async def main() -> int:
     logging.disable(logging.CRITICAL)
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        prog="scripts/ready.py", description="Wait until Kafka or Redis answers."
+    )
     parser.add_argument("service", choices=["kafka", "redis"])
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--version", action="version", version=version_line(parser.prog))
     args = parser.parse_args()
     settings = get_settings()
     deadline = time.monotonic() + args.timeout
