@@ -23,13 +23,6 @@ from app.control import (
 from app.events import FUTURE, Rejection
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_encode_control_value_and_header(kind: str) -> None:
-    value, headers = encode_control(kind, 1_709_296_496_123)
-    assert orjson.loads(value) == {"control": kind, "event_time_ms": 1_709_296_496_123}
-    assert headers == [(CONTROL_HEADER, kind.encode())]
-
-
 def test_encode_control_truncates_a_float_time_to_integer_ms() -> None:
     value, _ = encode_control(IDLE, 1234.9)  # type: ignore[arg-type]
     assert orjson.loads(value)["event_time_ms"] == 1234
@@ -71,6 +64,7 @@ LATEST_MS = 2_000_000_000_000
 @pytest.mark.parametrize("t_ms", [0, 1, 1_709_296_496_123, LATEST_MS])
 def test_encode_decode_round_trip(kind: str, t_ms: int) -> None:
     value, headers = encode_control(kind, t_ms)
+    assert orjson.loads(value) == {"control": kind, "event_time_ms": t_ms}
     found = control_kind(headers)
     assert found == kind
     assert found is not None
