@@ -222,10 +222,10 @@ def start_api(env: Mapping[str, str], tmp: Path, port: int, timeout: float = 30)
     return proc
 
 
-def replay(env: Mapping[str, str], *args: str, timeout: float = 300) -> dict[str, Any]:
-    """Run ``python -m producers.replay ... --json`` to its end and return its summary."""
-    result = subprocess.run(
-        [sys.executable, "-m", "producers.replay", *args, "--json"],
+def run_replay(env: Mapping[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m producers.replay ARGS`` to its end, whatever its exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "producers.replay", *args],
         env=dict(env),
         cwd=ROOT,
         capture_output=True,
@@ -233,6 +233,11 @@ def replay(env: Mapping[str, str], *args: str, timeout: float = 300) -> dict[str
         timeout=timeout,
         check=False,
     )
+
+
+def replay(env: Mapping[str, str], *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run ``python -m producers.replay ... --json`` to its end and return its summary."""
+    result = run_replay(env, *args, "--json", timeout=timeout)
     assert result.returncode == 0, f"replay failed ({result.returncode}): {result.stderr[-3000:]}"
     summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return summary

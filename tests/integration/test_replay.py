@@ -10,7 +10,6 @@ import gzip
 import json
 import math
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from api.timeparse import parse_time_ms
 from producers.localtime import parse_local
 from support.kafka import Record, read_topic
-from support.procs import ROOT, Proc, StackInfo, wait_for
+from support.procs import Proc, StackInfo, run_replay, wait_for
 from support.reference import control_of
 from tests.integration.pipeline import TLC_SAMPLE
 
@@ -33,18 +32,6 @@ PARTITIONS = 4  # sp_env's STREAMPULSE_PARTITIONS
 
 def is_control(message: Record) -> bool:
     return control_of(message)[0]
-
-
-def replay(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "producers.replay", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def summary_of(output: str) -> dict[str, Any]:
@@ -139,7 +126,7 @@ def test_tlc_sample_puts_exactly_the_valid_rows_on_the_topic(
     stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path
 ) -> None:
     rejects = tmp_path / "rejects.jsonl"
-    result = replay(sp_env, str(TLC_SAMPLE), "--rejects", str(rejects), "--json")
+    result = run_replay(sp_env, str(TLC_SAMPLE), "--rejects", str(rejects), "--json")
     assert result.returncode == 0, result.stderr
     valid, invalid = tlc_reference(TLC_SAMPLE)
     summary = summary_of(result.stdout)
@@ -232,7 +219,7 @@ def test_canonical_jsonl_with_bad_rows(
     source = tmp_path / "trips.jsonl.gz"
     expected, bad_at = canonical_jsonl(source, 400)
     rejects = tmp_path / "rejects.jsonl"
-    result = replay(sp_env, str(source), "--rejects", str(rejects), "--json")
+    result = run_replay(sp_env, str(source), "--rejects", str(rejects), "--json")
     assert result.returncode == 0, result.stderr
     summary = summary_of(result.stdout)
     assert summary["sent"] == len(expected)
@@ -258,7 +245,7 @@ def test_rate_holds_within_ten_percent(
     stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    result = replay(
+    result = run_replay(
         sp_env, "--synthetic", "4000", "--rate", "2000", "--json", "--rejects", str(tmp_path / "r")
     )
     wall_s = time.monotonic() - started
@@ -288,7 +275,7 @@ def test_speed_holds_within_ten_percent(
     source.write_text(
         "".join(json.dumps({**r, "fare": 5, "duration": 60, "distance": 1}) + "\n" for r in rows)
     )
-    result = replay(sp_env, str(source), "--speed", "10", "--json", "--rejects", str(tmp_path / "r"))
+    result = run_replay(sp_env, str(source), "--speed", "10", "--json", "--rejects", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     summary = summary_of(result.stdout)
     assert summary["sent"] == 2001
@@ -296,7 +283,7 @@ def test_speed_holds_within_ten_percent(
 
 
 def test_loop_and_limit(stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path) -> None:
-    result = replay(
+    result = run_replay(
         sp_env,
         "--synthetic",
         "50",
@@ -334,7 +321,7 @@ def test_strict_stops_at_the_first_invalid_row(
     lines[2] = '{"trip_id": "bad"}'
     source.write_text("\n".join(lines) + "\n")
     rejects = tmp_path / "rejects.jsonl"
-    result = replay(sp_env, str(source), "--strict", "--json", "--rejects", str(rejects))
+    result = run_replay(sp_env, str(source), "--strict", "--json", "--rejects", str(rejects))
     assert result.returncode == 1, result.stderr
     assert f"{source}:3" in result.stderr and "missing:region_id" in result.stderr
     assert summary_of(result.stdout)["sent"] == 2
@@ -366,7 +353,7 @@ def test_ctrl_c_flushes_and_reports_what_was_sent(
 def test_unreachable_broker_exits_3_quickly(sp_env: dict[str, str], tmp_path: Path) -> None:
     env = {**sp_env, "STREAMPULSE_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
     started = time.monotonic()
-    result = replay(env, str(TLC_SAMPLE), "--rejects", str(tmp_path / "r"), timeout=60)
+    result = run_replay(env, str(TLC_SAMPLE), "--rejects", str(tmp_path / "r"), timeout=60)
     elapsed = time.monotonic() - started
     assert result.returncode == 3, result.stderr
     assert elapsed < 10
