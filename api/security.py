@@ -2,10 +2,13 @@
 
 All three are off by default (the local demo is open) and configured by ``API_KEYS``,
 ``RATE_LIMIT`` and ``CORS_ORIGINS``. Keys and the limit are one ASGI middleware in front of every
-route but ``/health``, which load balancers and orchestrators probe without credentials. It is
-plain ASGI rather than a route dependency so that ``/docs``, ``/openapi.json`` and ``/metrics``
-are covered too, and rather than Starlette's ``BaseHTTPMiddleware``, which costs a task per
-request on the API's hot path. The limit itself is the ``limits`` library's moving window.
+route but ``/health`` and ``/ready``, which load balancers and orchestrators probe without
+credentials. The dashboard's page and assets need no key either: they are the same files for
+everyone and hold no data, and a browser must load them before the page can ask for a key (every
+number it then shows comes from the data routes, with the key). It is plain ASGI rather than a
+route dependency so that ``/docs``, ``/openapi.json`` and ``/metrics`` are covered too, and
+rather than Starlette's ``BaseHTTPMiddleware``, which costs a task per request on the API's hot
+path. The limit itself is the ``limits`` library's moving window.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.readiness import READY_PATH
 from app.settings import Settings
 
-#: Routes reachable without a key and never rate limited.
-OPEN_PATHS = frozenset({"/health"})
+#: Routes reachable without a key and never rate limited: the probes (they carry no key).
+OPEN_PATHS = frozenset({"/health", READY_PATH})
+#: The dashboard (``api/routes/dashboard.py``): reachable without a key, rate limited by address.
+DASHBOARD_PAGE = "/"
+DASHBOARD_ASSETS = "/static/"
 API_KEY_HEADER = b"x-api-key"
 
 
@@ -48,7 +55,8 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         client = "-"
-        if self.keys:
+        path = scope["path"]
+        if self.keys and not (path == DASHBOARD_PAGE or path.startswith(DASHBOARD_ASSETS)):
             presented = _presented_key(scope)
             if presented is None or not any(hmac.compare_digest(presented, key) for key in self.keys):
                 await _reply(send, 401, "missing or invalid API key", {b"www-authenticate": b"Bearer"})

@@ -11,9 +11,41 @@ export class HttpError extends Error {
   }
 }
 
+const KEY_ITEM = "streampulse.apiKey";
+
+/*
+ * An API started with API_KEYS answers the data routes only with a key. The page takes it from
+ * its address (`/#key=...`: a fragment never reaches the server or its logs) or from the key
+ * form, keeps it in sessionStorage (this tab only, gone when it closes) and removes it from the
+ * address bar at once, so it is not left in the history or in a copied link.
+ */
+const fragment = new URLSearchParams(location.hash.slice(1));
+if (fragment.has("key")) {
+  setApiKey(fragment.get("key"));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+export function apiKey() {
+  return sessionStorage.getItem(KEY_ITEM) ?? "";
+}
+
+export function setApiKey(key) {
+  const trimmed = (key ?? "").trim();
+  if (trimmed) {
+    sessionStorage.setItem(KEY_ITEM, trimmed);
+  } else {
+    sessionStorage.removeItem(KEY_ITEM);
+  }
+}
+
 /** The JSON body, or null for a 404 (no data yet is a state to show, not a failure). */
 export async function getJSON(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const headers = { Accept: "application/json" };
+  const key = apiKey();
+  if (key) {
+    headers.Authorization = `Bearer ${key}`;
+  }
+  const response = await fetch(path, { headers, cache: "no-store" });
   if (response.status === 404) {
     return null;
   }

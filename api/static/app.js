@@ -4,7 +4,7 @@
  * DOM text and uPlot charts.
  */
 
-import { getJSON, poll } from "./api.js";
+import { HttpError, apiKey, getJSON, poll, setApiKey } from "./api.js";
 
 const POLL_MS = 2000;
 const MAX_BACKOFF_MS = 8000;
@@ -413,11 +413,46 @@ function render(data) {
   document.body.dataset.updated = String(Date.now());
 }
 
+/**
+ * The API answers 401 when it was started with API_KEYS and the page has no key, or a wrong
+ * one: the panel says which and takes a key, and the next poll uses it.
+ */
+function showKeyPanel() {
+  let panel = $("key-panel");
+  if (panel === null) {
+    panel = document.createElement("section");
+    panel.id = "key-panel";
+    panel.className = "card wide";
+    panel.innerHTML =
+      '<p id="key-msg" role="alert"></p>' +
+      '<form id="key-form" class="search">' +
+      '<label for="key-input">API key</label> ' +
+      '<input id="key-input" name="key" type="password" autocomplete="off" required> ' +
+      '<button id="key-use" type="submit">Use key</button>' +
+      "</form>";
+    document.querySelector("main").prepend(panel);
+    $("key-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      setApiKey($("key-input").value);
+      $("key-input").value = "";
+      poller.refresh();
+    });
+  }
+  $("key-msg").textContent = apiKey()
+    ? "The API refused this key (missing or invalid API key). Enter another one."
+    : "This API needs a key. Enter it below, or open the page as /#key=<your key>.";
+}
+
 function showStatus(status) {
   const element = $("conn");
-  element.dataset.state = status.state;
+  const refused = status.error instanceof HttpError && status.error.status === 401;
+  element.dataset.state = refused ? "unauthorized" : status.state;
   if (status.state === "live") {
     element.textContent = `Live · updated ${status.at.toISOString().slice(11, 19)} UTC`;
+    $("key-panel")?.remove();
+  } else if (refused) {
+    element.textContent = "API key needed";
+    showKeyPanel();
   } else {
     element.textContent = `Reconnecting… (retry in ${Math.round(status.retryInMs / 1000)} s)`;
     element.title = String(status.error);

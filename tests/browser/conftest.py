@@ -52,14 +52,19 @@ class ApiServer:
     port: int
     log: Path
     proc: Proc | None = None
+    #: Sent as ``Authorization: Bearer`` with the tests' own requests (an API with API_KEYS).
+    api_key: str = ""
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def get(self, path: str) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
-            with urllib.request.urlopen(self.base + path, timeout=5) as resp:
+            with urllib.request.urlopen(
+                urllib.request.Request(self.base + path, headers=headers), timeout=5
+            ) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")

@@ -7,6 +7,7 @@ errors throughout. The desktop and phone screenshots in docs/screenshots are wri
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -15,15 +16,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from redis.asyncio import Redis
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from app.settings import Settings
 from tests.browser.conftest import DESKTOP, PARTITIONS, ApiServer, Dashboard, free_port, stack_env
 from tests.integration.pipeline import replay
 from tests.integration.stack import ROOT, StackInfo, wait_for
+from tests.integration.test_api import delete_app_keys, fixture_trips, write_windows
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +56,7 @@ def seconds(value: float | None) -> str:
     return "—" if value is None else f"{Decimal(value).quantize(Decimal('0.1'), ROUND_HALF_UP)} s"
 
 
-def expected_top_rows(board: Dashboard, by: str, window: str = "1h") -> list[list[str]]:
+def expected_top_rows(board: ApiServer, by: str, window: str = "1h") -> list[list[str]]:
     top = board.json(f"/metrics/top?window={window}&by={by}&limit=10")
     return [
         [
@@ -390,3 +394,86 @@ def _event(region_id: int, when: datetime, fare: float) -> dict[str, Any]:
 def _jsonl(path: Path, events: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     return path
+
+
+@pytest.fixture
+def stored_windows(stack: StackInfo) -> Iterator[dict[str, str]]:
+    """A new app id's windows, written by the real sink as the API tests write them (no worker:
+    the page needs only something to show), and the environment to serve them; deleted after."""
+    env = stack_env(stack)
+    settings = Settings(redis_url=stack.redis_url, app_id=env["STREAMPULSE_APP_ID"])
+
+    async def write() -> None:
+        client = Redis.from_url(stack.redis_url)
+        try:
+            await write_windows(client, settings, fixture_trips())
+        finally:
+            await client.aclose()
+
+    async def delete() -> None:
+        client = Redis.from_url(stack.redis_url)
+        try:
+            await delete_app_keys(client, settings.app_id)
+        finally:
+            await client.aclose()
+
+    asyncio.run(write())
+    yield env
+    asyncio.run(delete())
+
+
+def test_with_api_keys_the_page_asks_for_a_key_and_then_shows_the_data(
+    stored_windows: dict[str, str], browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    key = "dash-key-5b1e0c9a"
+    env = {**stored_windows, "STREAMPULSE_API_KEYS": key}
+    api = ApiServer(env, free_port(), tmp_path / "api.log", api_key=key)
+    api.start()
+    try:
+        browser.get(f"{api.base}/?window=1m&by=revenue")
+        conn = browser.find_element(By.ID, "conn")
+        eventually(lambda: conn.get_attribute("data-state") == "unauthorized", "the missing key is shown")
+        assert conn.text == "API key needed"
+        assert text(browser, "#key-msg").startswith("This API needs a key.")
+        assert shown_top_rows(browser) == []
+        # The page itself loaded without a key; only its data requests were refused (each one
+        # is a network error in the console, nothing else may be).
+        unexpected = [
+            e
+            for e in severe(browser.get_log("browser"))
+            if not (e.get("source") == "network" and "401" in e.get("message", ""))
+        ]
+        assert not unexpected, f"console errors besides refused requests: {json.dumps(unexpected, indent=1)}"
+
+        browser.find_element(By.ID, "key-input").send_keys("not-the-key", Keys.ENTER)
+        eventually(lambda: text(browser, "#key-msg").startswith("The API refused this key"), "a refused key")
+        browser.get_log("browser")
+        browser.find_element(By.ID, "key-input").send_keys(key, Keys.ENTER)
+        eventually(lambda: conn.get_attribute("data-state") == "live", "live with the key", 30)
+        assert not browser.find_elements(By.ID, "key-panel")
+        equal_eventually(
+            lambda: shown_top_rows(browser),
+            lambda: expected_top_rows(api, "revenue", "1m"),
+            "top with the key",
+        )
+        browser.get_log("browser")
+
+        # A link with the key in its fragment, in a new tab (whose session storage is empty): the
+        # key is kept for that tab, leaves the address bar and never reaches the server.
+        first = browser.current_window_handle
+        browser.switch_to.new_window("tab")
+        try:
+            open_page(browser, api, f"window=1m&by=trip_count#key={key}")
+            assert "key" not in browser.current_url
+            equal_eventually(
+                lambda: shown_top_rows(browser),
+                lambda: expected_top_rows(api, "trip_count", "1m"),
+                "top from a key link",
+            )
+        finally:
+            browser.close()
+            browser.switch_to.window(first)
+        assert key not in api.log.read_text()
+    finally:
+        browser.get("about:blank")
+        api.stop()

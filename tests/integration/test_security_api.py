@@ -53,7 +53,9 @@ async def written(redis: Redis, stack: StackInfo, app_id: str) -> Written:
     return await write_windows(redis, settings_for(stack, app_id), fixture_trips())
 
 
-async def test_api_keys_guard_every_route_but_health(stack: StackInfo, app_id: str, written: Written) -> None:
+async def test_api_keys_guard_every_data_route_and_health_stays_open(
+    stack: StackInfo, app_id: str, written: Written
+) -> None:
     async with serve(settings_for(stack, app_id, api_keys=f"{KEY}, {OTHER_KEY}")) as api:
         for path in (
             DATA,
@@ -62,6 +64,7 @@ async def test_api_keys_guard_every_route_but_health(stack: StackInfo, app_id: s
             "/metrics",
             "/docs",
             "/openapi.json",
+            "/stream?window=1m",
         ):
             resp = await api.get(path)
             assert resp.status_code == 401, (path, resp.text)
@@ -76,6 +79,23 @@ async def test_api_keys_guard_every_route_but_health(stack: StackInfo, app_id: s
         assert ok.json()["region_id"] == 161
         assert (await api.get(DATA, headers={"X-API-Key": OTHER_KEY})).status_code == 200
         assert (await api.get("/health")).status_code == 200, "probes need no key"
+        ready = await api.get("/ready")
+        assert ready.status_code == 200 and ready.json()["ready"] is True, ready.text
+
+
+async def test_the_dashboard_page_and_assets_need_no_key(
+    stack: StackInfo, app_id: str, written: Written
+) -> None:
+    """They hold no data: a browser loads them, then the page asks for a key for the data."""
+    async with serve(settings_for(stack, app_id, api_keys=KEY)) as api:
+        page = await api.get("/")
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        script = await api.get("/static/api.js")
+        assert script.status_code == 200 and "Authorization" in script.text
+        escaped = await api.get("/static/%2E%2E/openapi.json")
+        assert escaped.status_code == 404, "only the dashboard's files are under /static/"
+        assert (await api.get("/staticx")).status_code == 401
+        assert (await api.get(DATA)).status_code == 401
 
 
 async def test_without_api_keys_the_api_is_open(stack: StackInfo, app_id: str, written: Written) -> None:
