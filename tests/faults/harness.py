@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from app.control import CONTROL_HEADER, IDLE
 from support.kafka import Record, read_topic
 from support.procs import ROOT, SESSION_TIMEOUT, StackInfo, free_port, wait_for
-from support.reference import Reference, reference_windows
-from tests.integration.pipeline import assert_matches_reference, redis_final_windows, wait_final_windows
+from tests.integration.pipeline import redis_final_windows
 
 STACK_SH = ROOT / "scripts" / "stack.sh"
 
@@ -175,29 +174,6 @@ def first_final_window(redis_url: str, app_id: str) -> bool:
 
 def now_ms() -> int:
     return round(time.time() * 1000)
-
-
-def assert_exact(
-    info: StackInfo,
-    app_id: str,
-    events_topic: str,
-    timeout: float = 120,
-    keep: Callable[[Record], bool] | None = None,
-) -> Reference:
-    """The final windows in Redis equal the reference over the events topic as stored.
-
-    ``keep`` drops records from the reference's input: the worker's own idle markers are in the
-    topic, and a reference that followed a marker written at the wrong moment would agree with it.
-    """
-    records = read_topic(info.bootstrap, events_topic)
-    ref = reference_windows([r for r in records if keep is None or keep(r)])
-    assert ref.windows, "the input must give final windows for this check to mean anything"
-    try:
-        got = wait_final_windows(info.redis_url, app_id, len(ref.windows), timeout=timeout)
-    except AssertionError:
-        got = redis_final_windows(info.redis_url, app_id)  # say which windows are missing
-    assert_matches_reference(got, ref)
-    return ref
 
 
 def topic_of(app_id: str, base: str) -> str:

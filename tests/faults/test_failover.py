@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from support.procs import Proc, StackInfo, Worker, launch_worker, start_replay, wait_for, wait_worker_ready
-from tests.faults.harness import assert_exact, committed_offsets, fault_env, topic_of, worker_log_problems
-from tests.integration.pipeline import generate_canonical
+from tests.faults.harness import committed_offsets, fault_env, topic_of, worker_log_problems
+from tests.integration.pipeline import assert_exact, generate_canonical
 
 #: Repetitions of the kill-before-first-commit case; every one must be exact.
 REPETITIONS = int(os.environ.get("STREAMPULSE_FAULT_REPETITIONS", "20"))

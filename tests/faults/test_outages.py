@@ -26,14 +26,13 @@ from support.procs import (
 )
 from tests.faults.harness import (
     PrivateStack,
-    assert_exact,
     fault_env,
     late_records,
     not_idle_marker,
     topic_of,
     worker_log_problems,
 )
-from tests.integration.pipeline import generate_canonical
+from tests.integration.pipeline import assert_exact, generate_canonical
 
 OUTAGE_S = 30
 REDIS_OUTAGE_S = 90
@@ -52,6 +51,27 @@ def _hold(seconds: float, worker: Worker, what: str) -> None:
     wait_for(over, seconds + 5, interval=0.5, what=what)
 
 
+def _worker_and_feed(
+    env: dict[str, str],
+    tmp: Path,
+    workers: list[Worker],
+    procs: list[Proc],
+    events: int,
+    seed: int,
+    rate: int,
+) -> tuple[Worker, Proc]:
+    """A ready worker and a slow replay of generated events into it (an outage happens mid-replay),
+    both stopped by the fixtures at teardown."""
+    data = tmp / "events.jsonl"
+    generate_canonical(data, events, seed=seed, regions=10)
+    worker = launch_worker(env, tmp, "w1")
+    workers.append(worker)
+    wait_worker_ready(worker.proc)
+    feeder = start_replay(env, tmp, str(data), "--rate", str(rate), "--rejects", str(tmp / "rej.jsonl"))
+    procs.append(feeder)
+    return worker, feeder
+
+
 def _processes_more(worker: Worker, events: int, timeout: float, what: str) -> None:
     start = worker.processed()
     wait_for(lambda: worker.processed() > start + events, timeout, what=what)
@@ -68,13 +88,7 @@ def test_broker_stopped_and_killed_for_30s_mid_replay(
     """SIGTERM (clean shutdown) then SIGKILL (no shutdown at all) of the broker, 30 s each."""
     info = private_stack.info
     env = fault_env(sp_env, info)
-    data = tmp_path / "events.jsonl"
-    generate_canonical(data, 9000, seed=404, regions=10)
-    worker = launch_worker(env, tmp_path, "w1")
-    workers.append(worker)
-    wait_worker_ready(worker.proc)
-    feeder = start_replay(env, tmp_path, str(data), "--rate", "60", "--rejects", str(tmp_path / "rej.jsonl"))
-    procs.append(feeder)
+    worker, feeder = _worker_and_feed(env, tmp_path, workers, procs, 9000, seed=404, rate=60)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         _processes_more(worker, 200, 60, "processing before the outage")
         assert feeder.alive(), feeder.output()[-2000:]
@@ -120,13 +134,7 @@ def test_redis_down_90s_closes_no_window_early_and_loses_nothing(
     info = StackInfo(stack.bootstrap, redis.url)
     env = fault_env(sp_env, info, idle_timeout=IDLE_TIMEOUT)
     procs.append(redis.start())
-    data = tmp_path / "events.jsonl"
-    generate_canonical(data, 6000, seed=505, regions=10)
-    worker = launch_worker(env, tmp_path, "w1")
-    workers.append(worker)
-    wait_worker_ready(worker.proc)
-    feeder = start_replay(env, tmp_path, str(data), "--rate", "50", "--rejects", str(tmp_path / "rej.jsonl"))
-    procs.append(feeder)
+    worker, feeder = _worker_and_feed(env, tmp_path, workers, procs, 6000, seed=505, rate=50)
     wait_for(lambda: worker.processed() > 300, 60, what="processing before the outage")
     members = _members(stack.bootstrap, app_id)
     assert len(members) == 1, members

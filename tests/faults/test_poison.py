@@ -14,14 +14,13 @@ from support.kafka import read_topic
 from support.procs import StackInfo, Worker, launch_worker, replay, wait_for, wait_worker_ready
 from tests.faults.harness import (
     Raw,
-    assert_exact,
     fault_env,
     now_ms,
     produce_raw,
     topic_of,
     worker_log_problems,
 )
-from tests.integration.pipeline import generate_canonical
+from tests.integration.pipeline import assert_exact, generate_canonical
 
 DAY_MS = 86_400_000
 #: Over the worker producer's 1,000,000-byte request limit, under the broker's 1,048,588.

@@ -13,13 +13,12 @@ from pathlib import Path
 from support.procs import Proc, StackInfo, Worker, launch_worker, start_replay, wait_for
 from tests.faults.harness import (
     PrivateStack,
-    assert_exact,
     fault_env,
     first_final_window,
     topic_of,
     worker_log_problems,
 )
-from tests.integration.pipeline import generate_canonical
+from tests.integration.pipeline import assert_exact, generate_canonical
 
 FIRST_FINAL_WITHIN_S = 30
 

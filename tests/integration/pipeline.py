@@ -10,7 +10,7 @@ import csv
 import json
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,16 @@ from typing import Any
 import httpx
 
 from support.kafka import Record, read_topic
-from support.procs import ROOT, metric_values, replay, start_replay, start_worker, wait_for, wait_worker_ready
+from support.procs import (
+    ROOT,
+    StackInfo,
+    metric_values,
+    replay,
+    start_replay,
+    start_worker,
+    wait_for,
+    wait_worker_ready,
+)
 from support.redis_io import final_windows
 from support.reference import Reference, WindowKey, reference_windows, window_problems
 
@@ -28,6 +37,7 @@ __all__ = [
     "Subscriber",
     "generate_canonical",
     "Reference",
+    "assert_exact",
     "assert_matches_reference",
     "metric_values",
     "read_topic",
@@ -131,6 +141,29 @@ def assert_matches_reference(got: Mapping[WindowKey, Mapping[str, Any]], ref: Re
         if (problems := window_problems(key, fold, got[key]))
     }
     assert not wrong, f"{len(wrong)} windows differ from the reference, e.g. {sorted(wrong.items())[:3]}"
+
+
+def assert_exact(
+    info: StackInfo,
+    app_id: str,
+    events_topic: str,
+    timeout: float = 120,
+    keep: Callable[[Record], bool] | None = None,
+) -> Reference:
+    """The final windows in Redis equal the reference over the events topic as stored.
+
+    ``keep`` drops records from the reference's input: the worker's own idle markers are in the
+    topic, and a reference that followed a marker written at the wrong moment would agree with it.
+    """
+    records = read_topic(info.bootstrap, events_topic)
+    ref = reference_windows([r for r in records if keep is None or keep(r)])
+    assert ref.windows, "the input must give final windows for this check to mean anything"
+    try:
+        got = wait_final_windows(info.redis_url, app_id, len(ref.windows), timeout=timeout)
+    except AssertionError:
+        got = redis_final_windows(info.redis_url, app_id)  # say which windows are missing
+    assert_matches_reference(got, ref)
+    return ref
 
 
 @dataclass

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from support.procs import Proc, RedisServer, StackInfo, free_port, wait_for
 from tests.integration.pipeline import (
     TLC_SAMPLE,
+    assert_exact,
     assert_matches_reference,
     generate_canonical,
     metric_values,
@@ -121,9 +122,7 @@ def test_sigkill_at_several_points_gives_the_same_windows(
         assert feeder.popen.returncode == 0, feeder.output()
     finally:
         feeder.stop()
-    ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
-    got = wait_final_windows(stack.redis_url, app_id, len(ref.windows), timeout=300)
-    assert_matches_reference(got, ref)
+    assert_exact(stack, app_id, f"{app_id}.events", timeout=300)
 
 
 def test_two_workers_share_partitions_and_survive_losing_one(
@@ -147,9 +146,7 @@ def test_two_workers_share_partitions_and_survive_losing_one(
         wait_for(lambda: not feeder.alive(), 120, what="the replay to finish")
     finally:
         feeder.stop()
-    ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
-    got = wait_final_windows(stack.redis_url, app_id, len(ref.windows), timeout=180)
-    assert_matches_reference(got, ref)
+    assert_exact(stack, app_id, f"{app_id}.events", timeout=180)
 
 
 def test_redis_outage_loses_nothing(
@@ -179,9 +176,7 @@ def test_redis_outage_loses_nothing(
         redis.start()
         wait_for(lambda: not feeder.alive(), 120, what="the replay to finish")
         feeder.stop()
-        ref = reference_windows(read_topic(stack.bootstrap, f"{app_id}.events"))
-        got = wait_final_windows(env["STREAMPULSE_REDIS_URL"], app_id, len(ref.windows), timeout=180)
-        assert_matches_reference(got, ref)
+        assert_exact(StackInfo(stack.bootstrap, redis.url), app_id, f"{app_id}.events", timeout=180)
         assert workers[-1].alive()
     finally:
         redis.stop()
