@@ -10,6 +10,7 @@ the secrets.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,6 @@ from tests.integration.pipeline import (
     assert_matches_reference,
     read_topic,
     reference_windows,
-    replay,
     start_worker,
     wait_final_windows,
     wait_worker_ready,
@@ -134,14 +134,16 @@ def test_pipeline_end_to_end_over_sasl_ssl_and_redis_tls_acl(
         "STREAMPULSE_REDIS_URL": tls_redis.url("sp-worker"),
         "STREAMPULSE_REDIS_SSL_CAFILE": str(tls_redis.ca),
     }
-    worker = start_worker(worker_env, tmp_path, "worker", free_port())
+    web_port = free_port()
+    worker = start_worker(worker_env, tmp_path, "worker", web_port)
     processes.append(worker)
     wait_worker_ready(worker, timeout=120)
 
     ingest_env = {**env, **broker.client_env(INGEST_USER)}
     rejects = tmp_path / "rejects.jsonl"
-    summary = replay(ingest_env, str(SAMPLE), "--limit", "1500", "--rejects", str(rejects))
-    assert summary["sent"] > 1000
+    replayed = replay_cmd(ingest_env, str(SAMPLE), "--limit", "1500", "--rejects", str(rejects), "--json")
+    assert replayed.returncode == 0, replayed.stderr[-3000:]
+    assert json.loads(replayed.stdout.strip().splitlines()[-1])["sent"] > 1000
 
     ref = reference_windows(read_topic(broker.plaintext, plain.events))
     assert ref.windows
@@ -169,6 +171,18 @@ def test_pipeline_end_to_end_over_sasl_ssl_and_redis_tls_acl(
         health = api.get("/health")
         assert health.status_code == 200, health.text
         responses += [denied.text, top.text, one.text, health.text, str(denied.headers), str(top.headers)]
+        # Every other route a client or the dashboard reads, and the Prometheus pages.
+        keyed = {"Authorization": f"Bearer {API_KEY}"}
+        for path in ("/", "/static/api.js", "/pipeline", "/regions?window=1m", "/metrics", "/openapi.json"):
+            resp = api.get(path, headers=keyed)
+            assert resp.status_code == 200, (path, resp.text)
+            responses += [resp.text, str(resp.headers)]
+        wrong = api.get("/pipeline", headers={"Authorization": f"Bearer {API_KEY}x"})
+        assert wrong.status_code == 401
+        responses += [wrong.text, str(wrong.headers)]
+    worker_metrics = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=10)
+    assert worker_metrics.status_code == 200
+    responses += [worker_metrics.text, replayed.stdout, replayed.stderr]
 
     reader = sync_redis.Redis.from_url(tls_redis.client_url("sp-api"))
     try:
@@ -189,7 +203,7 @@ def test_pipeline_end_to_end_over_sasl_ssl_and_redis_tls_acl(
     ]
     files = [*tmp_path.glob("*.log"), *(broker.home / "logs").glob("*.log"), rejects]
     texts = {str(p): p.read_text(errors="replace") for p in files if p.is_file()}
-    texts.update({f"response {i}": text for i, text in enumerate(responses)})
+    texts.update({f"response or output {i}": text for i, text in enumerate(responses)})
     assert {"worker.log", "api.log", "kafka.log"} <= {Path(name).name for name in texts}
     for secret in secrets:
         leaked = [name for name, text in texts.items() if secret in text]
