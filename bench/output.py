@@ -41,6 +41,7 @@ def _cells(row: Row) -> list[str]:
         _num(row.cpu_ms_per_1k_events, 1),
         _pair(row.open_window_latency_p50_ms, row.open_window_latency_p99_ms),
         _pair(row.final_latency_p50_ms, row.final_latency_p99_ms),
+        _pair(row.push_latency_p50_ms, row.push_latency_p99_ms),
         _status(row),
     ]
 
@@ -61,6 +62,7 @@ def table(rows: list[Row], title: str) -> Table:
         ("CPU ms/1k events", "right"),
         ("open p50/p99 ms", "right"),
         ("final p50/p99 ms", "right"),
+        ("push p50/p99 ms", "right"),
         ("status", "left"),
     ):
         out.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -78,13 +80,52 @@ def markdown_table(rows: list[Row]) -> str:
     """The same table for docs/benchmarks.md and the README."""
     lines = [
         "| contender | workload | events/s | correct | peak RSS MB | CPU ms/1k events | open p50/p99 ms "
-        "| final p50/p99 ms | status |",
-        "|---|---|---:|:---:|---:|---:|---:|---:|---|",
+        "| final p50/p99 ms | push p50/p99 ms | status |",
+        "|---|---|---:|:---:|---:|---:|---:|---:|---:|---|",
     ]
     lines.extend("| " + " | ".join(_cells(row)) + " |" for row in rows)
     # A correct row's note qualifies its figure (e.g. more workers than cores), so it goes along.
     notes = [f"- {row.name} on {row.workload}: {row.note}" for row in rows if row.correct and row.note]
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+#: Columns of the latency table: heading, then the figure's key in a case (p50 and p99 follow).
+LATENCY_COLUMNS = (
+    ("open window", "open_window_latency"),
+    ("final", "final_latency"),
+    ("push", "push_latency"),
+    ("event → browser", "event_to_browser_latency"),
+    ("broker hop", "broker_hop_latency"),
+    ("worker: open written", "worker_open_window"),
+    ("worker: final written", "worker_final"),
+    ("worker: sink write (live)", "worker_sink_write_live"),
+    ("API: push", "api_push"),
+)
+
+
+def _case_pair(case: dict[str, Any], key: str) -> str:
+    figures = {**case, **case.get("histograms", {})}
+    return _pair(figures.get(f"{key}_p50_ms"), figures.get(f"{key}_p99_ms"))
+
+
+def latency_markdown(cases: dict[str, Any]) -> str:
+    """The latency phase's cases, p50 / p99 in ms: from outside first, then the histograms."""
+    head = ["case", "events/s (achieved)", "workers", *(name for name, _ in LATENCY_COLUMNS), "targets"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * len(LATENCY_COLUMNS) + "---|"]
+    for name, case in cases.items():
+        if "status" in case:
+            lines.append(f"| {name} | {case['status']} |")
+            continue
+        missed = [f"{t}: {said}" for t, said in case["targets"].items() if said != "met"]
+        cells = [
+            name,
+            f"{_num(case['rate_events_per_s'])} ({_num(case['achieved_events_per_s'])})",
+            str(case["workers"]),
+            *(_case_pair(case, key) for _, key in LATENCY_COLUMNS),
+            "; ".join(missed) or "all met",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_json(path: Path, meta: dict[str, Any], rows: list[Row]) -> None:

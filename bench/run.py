@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.reference import Check, Reference
-from tests.integration.stack import ROOT
+from support.procs import ROOT
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ class Row:
     open_window_latency_p99_ms: float | None = None
     final_latency_p50_ms: float | None = None
     final_latency_p99_ms: float | None = None
+    push_latency_p50_ms: float | None = None
+    push_latency_p99_ms: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
