@@ -1,7 +1,8 @@
 """`make demo`: the whole pipeline on the bundled TLC sample, then where to look.
 
 Starts (or reuses) a worker and the API in the background with pid files under .data/run and
-logs under .logs, replays the sample, waits for the final windows and prints real answers.
+logs under .logs, waits until both answer ready on their /ready pages (app/readiness.py), replays
+the sample, waits for the final windows and prints real answers.
 `make down` stops everything it started.
 """
 
@@ -80,25 +81,25 @@ def main() -> None:
     RUN.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
+    from app.readiness import READY_PATH, NotReady, wait_ready
     from app.settings import get_settings
 
     settings = get_settings()
     api = f"http://127.0.0.1:{settings.api_port}"
-    worker_metrics = f"http://127.0.0.1:{settings.web_port}/metrics"
+    worker = f"http://127.0.0.1:{settings.web_port}"
+    worker_metrics = f"{worker}/metrics"
 
-    worker_log_start = len(_log("worker"))
-    already = alive(RUN / "worker.pid")
     start("worker", [str(BIN / "faust"), "-A", "app", "worker", "-l", "info"])
     start(
         "api",
         [str(BIN / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(settings.api_port)],
     )
-    wait(
-        "the worker to join its consumer group",
-        lambda: already or "Worker ready" in _log("worker")[worker_log_start:],
-        120,
-    )
-    wait("the API to answer", lambda: get(f"{api}/regions?window=1h")[0] == 200, 60)
+    for name, url, timeout in (("worker", worker, 120), ("API", api, 60)):
+        try:
+            wait_ready(url + READY_PATH, timeout)
+        except NotReady as exc:
+            sys.exit(f"demo: the {name} is not ready: {exc}; see .logs/")
+        print(f"{name}: ready ({url}{READY_PATH})")
 
     data = sorted_sample(ROOT / ".data" / "demo" / "tlc_trips_2019-03_by_dropoff.csv")
     print(f"replay: {SAMPLE.relative_to(ROOT)} (sorted by dropoff time) -> topic {settings.events}")
@@ -153,11 +154,6 @@ def main() -> None:
         status, body = get(api + path)
         text = json.dumps(body[:3] if isinstance(body, list) else body, indent=2)
         print(f"\n$ curl '{api}{path}'   # HTTP {status}\n{text}")
-
-
-def _log(name: str) -> str:
-    path = LOGS / f"{name}.log"
-    return path.read_text(errors="replace") if path.exists() else ""
 
 
 if __name__ == "__main__":
