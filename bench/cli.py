@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from redis import Redis
 from rich.console import Console
 
 from app.settings import load_settings
@@ -209,6 +210,21 @@ def _latency(run: Run, rows: list[Row], seconds: float) -> dict[str, Any]:
     return {**{f: headline.get(f) for f in LATENCY_FIELDS}, "cases": cases}
 
 
+def _redis_memory(url: str) -> dict[str, float]:
+    """Used memory and maxmemory (MB; 0: no limit) and keys evicted so far: past maxmemory Redis
+    evicts, and a run whose windows were evicted checks as wrong."""
+    client = Redis.from_url(url)
+    try:
+        memory, stats = client.info("memory"), client.info("stats")
+    finally:
+        client.close()
+    return {
+        "used_mb": round(memory["used_memory"] / 2**20, 1),
+        "maxmemory_mb": round(memory.get("maxmemory", 0) / 2**20, 1),
+        "evicted_keys": int(stats["evicted_keys"]),
+    }
+
+
 def _cleanup(run: Run) -> None:
     topics = asyncio.run(delete_topics(run.bootstrap, run.run_id))
     keys = delete_run_keys(run.redis_url, run.run_id)
@@ -318,6 +334,13 @@ def main(
         f"[bold]{command}[/] — run {run_id}, {n:,} events per workload, contenders {', '.join(names)}"
     )
     load_before = os.getloadavg()
+    redis_before = _redis_memory(run.redis_url)
+    if redis_before["maxmemory_mb"] and redis_before["used_mb"] > redis_before["maxmemory_mb"] / 2:
+        console.print(
+            f"[red]Redis at {run.redis_url} holds {redis_before['used_mb']:,.0f} of its "
+            f"{redis_before['maxmemory_mb']:,.0f} MB maxmemory: it will evict this run's windows "
+            "(the shortest TTLs go first); point STREAMPULSE_REDIS_URL at one with room[/]"
+        )
     rows: list[Row] = []
     loaded: list[Loaded] = []
     latency_result: dict[str, Any] = {}
@@ -354,6 +377,11 @@ def main(
             **{pkg: _version(pkg) for pkg in ("faust-streaming", "quixstreams", "aiokafka", "rocksdict")},
             "java": _java_version(),
             "kafka_streams": kstreams.kafka_version(),
+        },
+        "redis": {
+            "url": run.redis_url,
+            "before": redis_before,
+            "after": _redis_memory(run.redis_url),
         },
         "workloads": [
             {
