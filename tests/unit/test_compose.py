@@ -268,9 +268,10 @@ def test_prometheus_scrapes_the_ports_the_services_listen_on(services: dict[str,
     web_port = Settings.model_fields["web_port"].default
     assert worker_sd["names"] == ["worker"] and worker_sd["port"] == web_port
     assert str(web_port) in services["worker"]["expose"]
-    assert f"'127.0.0.1', {web_port}" in services["worker"]["healthcheck"]["test"][-1]
+    assert services["worker"]["healthcheck"]["test"][-1] == f"http://127.0.0.1:{web_port}/ready"
     api_command = services["api"]["command"]
     api_port = api_command[api_command.index("--port") + 1]
+    assert services["api"]["healthcheck"]["test"][-1] == f"http://127.0.0.1:{api_port}/ready"
     assert jobs["streampulse-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     assert api_command[api_command.index("--host") + 1] == "0.0.0.0"
     alerting = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["alerting"]["alertmanagers"][0]
