@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from app.control import CONTROL_HEADER
 from support.kafka import read_topic
 from support.procs import StackInfo, Worker, launch_worker, replay, wait_for, wait_worker_ready
 from tests.faults.harness import (
@@ -54,15 +55,15 @@ def poison_records() -> dict[str, Raw]:
         "year-9999 event": Raw(json.dumps(_event("p-9999", event_time="9999-12-31T23:59:59Z")).encode()),
         "far-future control": Raw(
             json.dumps({"control": "end-of-stream", "event_time_ms": wall + 3650 * DAY_MS}).encode(),
-            headers=(("streampulse-control", b"end-of-stream"),),
+            headers=((CONTROL_HEADER, b"end-of-stream"),),
         ),
         # Valid time (far ahead of the events, behind the wall clock): only the kind is wrong.
         "unknown control kind": Raw(
             json.dumps({"control": "rewind", "event_time_ms": wall - DAY_MS}).encode(),
-            headers=(("streampulse-control", b"rewind"),),
+            headers=((CONTROL_HEADER, b"rewind"),),
         ),
         # Not a control record (the header name is not exact), and not an event either.
-        "control-prefixed header": Raw(control_soon, headers=(("streampulse-control-v2", b"end-of-stream"),)),
+        "control-prefixed header": Raw(control_soon, headers=((CONTROL_HEADER + "-v2", b"end-of-stream"),)),
         "value over 1 MB": Raw(oversize),
         "invalid UTF-8": Raw(
             b'{"trip_id": "\xff\xfe\xfd", "region_id": 7, "event_time": "2025-08-15T10:05:00Z", '

@@ -32,6 +32,7 @@ from app.redis_keys import RedisKeys
 from app.settings import Settings
 from producers.localtime import parse_local
 from support.procs import ROOT, Proc, RedisServer, StackInfo, free_port, start_api
+from support.reference import SIZES_MS
 from tables.aggregate import TripAggregate
 from tables.results import window_record
 from tables.times import format_time_ms
@@ -731,7 +732,7 @@ async def test_docs_and_openapi_describe_every_field(api: httpx.AsyncClient) -> 
             if path not in {"/health", "/metrics"}:
                 assert {"422", "503"} <= set(operation["responses"]), path
     window = next(p for p in schema["paths"]["/regions"]["get"]["parameters"] if p["name"] == "window")
-    assert window["required"] is True and window["schema"]["enum"] == ["1m", "5m", "15m", "1h"]
+    assert window["required"] is True and window["schema"]["enum"] == list(SIZES_MS)
 
 
 # --- Redis unreachable: 503, then recovery -----------------------------------------------------
