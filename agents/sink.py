@@ -18,13 +18,13 @@ from typing import Any
 
 import orjson
 from faust.types import Message
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.redis_writer import write_final, write_live
 from app import internals, metrics
 from app.live import live_changed, live_dirty
 from app.main import app, settings
+from app.redis_client import RedisClient
 from app.redis_client import redis_client as connect_redis
 from app.redis_keys import RedisKeys
 from app.topics import CLOSED_AT_HEADER, results_topic
@@ -38,10 +38,10 @@ SIZE_NAMES = size_names(settings.window_sizes)
 RETENTION_S = settings.retention_s()
 BACKOFF_MAX_S = 5.0
 
-_redis: Redis | None = None
+_redis: RedisClient | None = None
 
 
-def redis_client() -> Redis:
+def redis_client() -> RedisClient:
     """One pool per worker process, created inside the running event loop."""
     global _redis
     if _redis is None:

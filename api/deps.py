@@ -12,10 +12,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from redis.asyncio import Redis
 
 from api.store import WindowStore
 from api.timeparse import parse_time_ms
+from app.redis_client import RedisClient
 from app.settings import Settings
 from app.zones import ZoneLookup
 from tables.windows import WindowSize
@@ -47,8 +47,8 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
+async def get_redis(request: Request) -> RedisClient:
+    redis: RedisClient = request.app.state.redis
     return redis
 
 
@@ -58,7 +58,7 @@ async def get_serving(request: Request) -> Serving:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
+RedisDep = Annotated[RedisClient, Depends(get_redis)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
 
 

@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.metrics import PUSH_DROPPED
+from app.redis_client import RedisClient
 from app.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Subscription:
 class UpdatesHub:
     """The readers of one API process, started lazily per window size on first subscription."""
 
-    def __init__(self, redis: Redis, keys: RedisKeys, client_buffer: int) -> None:
+    def __init__(self, redis: RedisClient, keys: RedisKeys, client_buffer: int) -> None:
         self.redis = redis
         self.keys = keys
         #: Entries a subscriber may have waiting before it is dropped as too slow.

@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from redis.asyncio import Redis
 
 from api.metrics import INVALID_STORED, redis_call
 from api.models import StoredWindow
+from app.redis_client import RedisClient
 from app.redis_keys import RedisKeys
 from tables.windows import WindowSize
 
@@ -52,7 +52,7 @@ class Page:
 class WindowStore:
     """Queries for one app id's results; one instance per API process, sharing its Redis pool."""
 
-    def __init__(self, redis: Redis, keys: RedisKeys, max_future_ms: int | None = None) -> None:
+    def __init__(self, redis: RedisClient, keys: RedisKeys, max_future_ms: int | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.max_future_ms = max_future_ms
