@@ -15,7 +15,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -27,7 +26,7 @@ from api.push import BLOCK_MS, UpdatesHub
 from api.routes import city, dashboard, health, pipeline, prometheus, regions, stream, top, windows
 from api.store import WindowStore
 from app.logs import configure_logging
-from app.redis_client import redis_blocking_pool, redis_client
+from app.redis_client import RedisClient, redis_blocking_pool, redis_client
 from app.redis_keys import RedisKeys
 from app.settings import Settings, get_settings
 from app.version import package_version
@@ -54,9 +53,10 @@ ISO-8601 UTC. Errors are JSON `{"detail": ...}`: 422 names the invalid parameter
 404 means no data, 503 means Redis is unreachable (retry after `Retry-After`)."""
 
 
-def redis_pool(settings: Settings) -> Redis:
+def redis_pool(settings: Settings) -> RedisClient:
     return redis_blocking_pool(
         settings,
+        replicas=True,
         max_connections=REDIS_MAX_CONNECTIONS,
         timeout=REDIS_POOL_TIMEOUT_S,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
@@ -73,7 +73,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = redis
     # Its own connections: each window size's reader blocks on one for up to BLOCK_MS.
     push_redis = redis_client(
-        settings, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S, socket_timeout=BLOCK_MS / 1000 + 5
+        settings,
+        replicas=True,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        socket_timeout=BLOCK_MS / 1000 + 5,
     )
     app.state.updates = UpdatesHub(push_redis, RedisKeys(settings.app_id), settings.push_client_buffer)
     app.state.serving = Serving(
@@ -94,7 +97,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.updates.close()
         await push_redis.aclose()
         await redis.aclose()
-        await redis.connection_pool.disconnect()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
