@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from app.redis_keys import RedisKeys
 from support.procs import ROOT, StackInfo, ready
 
 STACK = ROOT / "scripts" / "stack.sh"
@@ -36,8 +38,26 @@ def stack() -> Iterator[StackInfo]:
 
 
 @pytest.fixture
-def app_id(stack: StackInfo) -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
+def app_id(stack: StackInfo) -> Iterator[str]:
+    """A fresh app id; its Redis keys are deleted afterwards. A long-lived local Redis is capped
+    (``maxmemory``, evicting the keys nearest expiry), so keys left by earlier tests would
+    otherwise fill it and evict a running test's windows."""
+    app = f"t{uuid.uuid4().hex[:10]}"
+    yield app
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{RedisKeys(app).prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+    except redis.RedisError:
+        pass  # a test that stopped Redis for good: nothing to clean
+    finally:
+        client.close()
 
 
 @pytest.fixture
