@@ -29,8 +29,8 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: INFO or above whatever LOG_LEVEL says.
 PER_MESSAGE_LOGGERS = ("aiokafka", "faust.topics")
 
-#: uvicorn configures these with handlers of its own before it loads the API; emptied, their
-#: records reach the root handler and are written like every other line.
+#: uvicorn configures these with handlers and levels of its own before it loads the API; emptied
+#: and set to LOG_LEVEL, their records reach the root handler and are written like every other line.
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
@@ -60,7 +60,7 @@ def logging_config(settings: Settings, levels: Mapping[str, int] | None = None) 
     per_message = max(logging.INFO, root_level)
     loggers: dict[str, dict[str, Any]] = {name: {"level": per_message} for name in PER_MESSAGE_LOGGERS}
     for name in UVICORN_LOGGERS:
-        loggers[name] = {"handlers": [], "propagate": True}
+        loggers[name] = {"handlers": [], "propagate": True, "level": root_level}
     for name, level in (levels or {}).items():
         loggers.setdefault(name, {})["level"] = level
     formatter: dict[str, Any] = (

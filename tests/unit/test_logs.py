@@ -28,7 +28,10 @@ def captured(capsys: pytest.CaptureFixture[str]) -> Iterator[_Stderr]:
     """stderr, and the logging state restored afterwards."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
-    named = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level) for n in ("aiokafka", "x")}
+    named = {
+        n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level)
+        for n in ("aiokafka", "x", "uvicorn.error")
+    }
     yield _Stderr(capsys)
     root.handlers[:], root.level = saved[0], saved[1]
     for name, (handlers, level) in named.items():
@@ -72,3 +75,12 @@ def test_a_command_may_silence_one_library(captured: _Stderr) -> None:
     logging.config.dictConfig(logging_config(Settings(), {"aiokafka": logging.CRITICAL}))
     logging.getLogger("aiokafka").error("connection refused")
     assert captured.getvalue() == ""
+
+
+def test_uvicorn_lines_follow_the_level_and_format(captured: _Stderr) -> None:
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)  # as uvicorn leaves it
+    logging.config.dictConfig(logging_config(Settings(log_level="WARNING", log_format="json")))
+    logging.getLogger("uvicorn.error").info("Started server process")
+    logging.getLogger("uvicorn.error").error("Address already in use")
+    (line,) = captured.getvalue().splitlines()
+    assert json.loads(line)["message"] == "Address already in use"
