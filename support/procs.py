@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 from redis import Redis, RedisError
 
+from app.readiness import READY_PATH, probe
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
@@ -70,6 +72,7 @@ class Proc:
 
     def __init__(self, args: list[str], env: Mapping[str, str], log: Path) -> None:
         self.log = log
+        self.env = dict(env)
         log.parent.mkdir(parents=True, exist_ok=True)
         self._fh = log.open("ab")
         self.popen = subprocess.Popen(
@@ -179,12 +182,16 @@ def start_worker(env: Mapping[str, str], tmp: Path, name: str, web_port: int) ->
 
 
 def wait_worker_ready(proc: Proc, timeout: float = 90) -> None:
+    """Until the worker's ``/ready`` says so: the rule of app/readiness.py, which Compose and the
+    demo wait on too (assigned, recovered, not rebalancing)."""
+    url = f"http://127.0.0.1:{proc.env.get('STREAMPULSE_WEB_PORT', '6066')}{READY_PATH}"
+
     def is_ready() -> bool:
         if not proc.alive():
             raise AssertionError(f"worker exited:\n{proc.output()[-3000:]}")
-        return "[^Worker]: Ready" in proc.output()
+        return probe(url)[0] == 200
 
-    wait_for(is_ready, timeout, interval=0.3, what="worker ready")
+    wait_for(is_ready, timeout, interval=0.3, what=f"worker ready at {url}")
 
 
 @dataclass
