@@ -69,8 +69,13 @@ async def _run(redis: RedisClient, lua: str, calls: Iterable[ScriptCall]) -> lis
     async def one_size(size_calls: list[ScriptCall]) -> list[Any]:
         return [await script(keys=c.keys, args=c.args) for c in size_calls]
 
-    results = await asyncio.gather(*(one_size(c) for c in by_size.values()))
-    return [r for size_results in results for r in size_results]
+    # Every size's outcome is awaited before a failure is raised, so a retry never overlaps
+    # writes still running from this attempt.
+    outcomes = await asyncio.gather(*(one_size(c) for c in by_size.values()), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [r for size_results in outcomes if isinstance(size_results, list) for r in size_results]
 
 
 async def _mark(
