@@ -21,7 +21,10 @@ import httpx
 import orjson
 import pytest
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio import RedisCluster
 
+from agents.redis_writer import CHUNK, write_final, write_live
 from api.timeparse import parse_time_ms
 from app.redis_keys import RedisKeys
 from app.settings import Settings
@@ -260,3 +263,61 @@ def test_sink_and_api_on_a_redis_cluster_equal_the_reference(
         worker.stop()
         with Redis(port=cluster.ports[0]) as client:
             assert client.cluster("info")["cluster_state"] == "ok"
+
+
+def _snapshot(urls: list[str], prefix: str) -> dict[bytes, Any]:
+    """Every key under ``prefix`` on these servers with its value (``last_final_ms`` left out: a clock)."""
+    out: dict[bytes, Any] = {}
+    for url in urls:
+        with Redis.from_url(url) as client:
+            for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                kind = client.type(key)
+                if key.endswith(b"last_final_ms"):
+                    continue
+                if kind == b"hash":
+                    out[key] = client.hgetall(key)
+                elif kind == b"zset":
+                    out[key] = client.zrange(key, 0, -1, withscores=True)
+                elif kind == b"set":
+                    out[key] = sorted(client.smembers(key))
+                elif kind == b"stream":
+                    out[key] = [fields for _, fields in client.xrange(key)]
+                else:
+                    out[key] = client.get(key)
+    return out
+
+
+async def test_the_sink_writes_leave_on_a_cluster_what_they_leave_on_one_redis(
+    stack: StackInfo, app_id: str, cluster: ClusterNodes
+) -> None:
+    """The same live and final writes through both clients give the same keys and values, and the
+    cluster holds each window size's keys on one node."""
+    retention_s = {"1m": 3_600, "5m": 7_200, "1h": 86_400}
+    sizes_ms = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
+    base = 1_740_000_000_000
+    batch = [
+        {"window": size, "region_id": region, "window_start_ms": base + i * ms, "n": i}
+        for size, ms in sizes_ms.items()
+        for region in range(1, 8)
+        for i in range(CHUNK // 5)
+    ]
+    live = [dict(w, final=False, n=-1) for w in batch[::3]]
+    keys = RedisKeys(app_id)
+    single = AsyncRedis.from_url(stack.redis_url)
+    clustered = RedisCluster.from_url(cluster.url)
+    try:
+        for client in (single, clustered):
+            await write_live(client, keys, live, retention_s)
+            await write_final(client, keys, batch, retention_s)
+            await write_live(client, keys, live, retention_s)
+    finally:
+        await single.aclose()
+        await clustered.aclose()
+
+    on_one = _snapshot([stack.redis_url], keys.prefix)
+    primaries = [f"redis://127.0.0.1:{port}/0" for port in cluster.role_ports("master")]
+    assert _snapshot(primaries, keys.prefix) == on_one
+    assert len(on_one) > len(batch)
+    for size in sizes_ms:
+        holders = [url for url in primaries if _snapshot([url], f"{keys.prefix}*{keys.slot_tag(size)}*")]
+        assert len(holders) == 1, (size, holders)
