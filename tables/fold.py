@@ -166,7 +166,8 @@ def plan_store(
     """What to write for a batch that changed ``dirty_slots`` and finalized ``final_slots``;
     ``behind`` holds the slots whose tombstones the changelog did not acknowledge, or ``None``
     when the last store was acknowledged. A changelog that may be behind gets the partition's
-    whole state again. Keeps ``state.persisted`` (the slots the table holds) up to date."""
+    whole state again. Slots found stale on recovery are deleted too. Keeps ``state.persisted``
+    (the slots the table holds) up to date."""
     partition = state.partition
     tombstones: list[str] = []
     if behind is not None:
@@ -174,6 +175,8 @@ def plan_store(
         tombstones = [slot_table_key(partition, slot) for slot in behind - set(state.slots)]
     slots = [(slot_table_key(partition, slot), slot_state(state.slot_windows(slot))) for slot in dirty_slots]
     state.persisted |= dirty_slots
-    deletes = [slot_table_key(partition, slot) for slot in final_slots & state.persisted]
-    state.persisted -= final_slots
+    gone = final_slots | state.stale
+    deletes = [slot_table_key(partition, slot) for slot in gone & state.persisted]
+    state.persisted -= gone
+    state.stale = set()
     return StorePlan(tombstones, slots, (progress_table_key(partition), state.progress.to_state()), deletes)

@@ -100,7 +100,17 @@ class Outcome:
 class PartitionState:
     """Open windows and progress of one input partition."""
 
-    __slots__ = ("partition", "sizes", "lateness_ms", "progress", "windows", "dirty", "slots", "persisted")
+    __slots__ = (
+        "partition",
+        "sizes",
+        "lateness_ms",
+        "progress",
+        "windows",
+        "dirty",
+        "slots",
+        "persisted",
+        "stale",
+    )
 
     def __init__(
         self,
@@ -124,6 +134,9 @@ class PartitionState:
         #: Slots that have a value in the table (the caller keeps this up to date): only these
         #: need a tombstone when they become final.
         self.persisted: set[Slot] = set(self.slots)
+        #: Slots found in the table that the stored progress had already closed (see
+        #: :func:`state_from_items`): to be deleted with the next store.
+        self.stale: set[Slot] = set()
 
     @property
     def watermark_ms(self) -> int | None:
@@ -206,7 +219,13 @@ def state_from_items(
     """Rebuild a partition's state from its stored ``(key, value)`` pairs; also returns the keys
     of slots that could not be decoded (forged, or corrupted: no version of the worker wrote
     them), whose partial windows are lost, loudly, rather than every batch of the partition
-    failing on them. Other partitions' keys and window sizes no longer configured are ignored."""
+    failing on them. Other partitions' keys and window sizes no longer configured are ignored.
+
+    A stored window that the stored progress has already closed was published before that
+    progress was written (a batch stores progress only once its results are acknowledged): the
+    crash came between the progress and the window's tombstone, so the slot may hold the window
+    as it was before its last batch. It is dropped, never published again, and its slot is
+    deleted with the next store (``stale``)."""
     known = {size.size_ms for size in sizes}
     windows: dict[WindowKey, TripAggregate] = {}
     progress_state = None
@@ -224,6 +243,6 @@ def state_from_items(
                 windows.update(windows_from_slot_state(parsed[1], value))
             except (ValueError, TypeError, KeyError, IndexError):
                 unreadable.append(key)
-    return PartitionState(
-        partition, sizes, lateness_ms, Progress.from_state(progress_state), windows
-    ), unreadable
+    state = PartitionState(partition, sizes, lateness_ms, Progress.from_state(progress_state), windows)
+    state.stale = {(key[0], key[2]) for key, _ in state.take_final()}
+    return state, unreadable

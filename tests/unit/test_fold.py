@@ -103,6 +103,16 @@ def test_a_changelog_behind_gets_the_whole_state_and_its_lost_tombstones_again()
     assert plan.progress == ("p|0", state.progress.to_state())
 
 
+def test_slots_found_stale_on_recovery_are_deleted_with_the_next_store() -> None:
+    state = PartitionState(0, parse_windows("1m"), 0)
+    state.persisted.add((M, T0 - M))
+    state.stale = {(M, T0 - M)}
+    fold(state, [trip(0, T0)])
+    plan = plan_store(state, {(M, T0)}, set(), None)
+    assert plan.deletes == [f"w|0|{M}|{T0 - M}"]
+    assert state.stale == set() and state.persisted == {(M, T0)}
+
+
 def test_only_slots_the_table_holds_get_a_tombstone() -> None:
     state = PartitionState(0, parse_windows("1m"), 0)
     fold(state, [trip(0, T0)])
@@ -339,8 +349,7 @@ def test_crash_and_replay_give_the_same_result_as_one_pass(
         position = data.draw(st.integers(0, state.progress.offset + 1), label="restart offset")
     cuts = data.draw(st.lists(st.integers(0, 50), max_size=6), label="final batches")
     for batch in split(records[position:], cuts) or [[]]:
-        # No record left to replay: windows the restored frontier already closed are published by
-        # the next take_final all the same (this models the worker calling it after a restore).
+        # No record left to replay: the restored state's store still runs (stale slots go).
         process_batch(state, batch, log)
 
     expected = dict(emitted(single_log))

@@ -378,6 +378,7 @@ def test_restored_state_continues_exactly_where_it_stopped() -> None:
     state = new_state()
     add(state, 0, T0 + 10 * S)
     add(state, 1, T0 + 5 * M)
+    assert [key for key, _ in state.take_final()] == [(M, 7, T0)]  # published before the store
     table = {
         progress_table_key(3): orjson.loads(orjson.dumps(state.progress.to_state())),
         **{
@@ -450,3 +451,21 @@ def test_unreadable_slots_are_reported_and_other_partitions_and_sizes_ignored() 
     assert unreadable == [slot_table_key(3, (M, T0 + M))]
     assert restored.windows == state.windows
     assert restored.progress == state.progress
+
+
+def test_a_stored_window_the_stored_progress_closed_is_dropped_and_deleted_next() -> None:
+    """A crash between a batch's progress record and its tombstones leaves a slot that may hold
+    the window as it was before that batch: its final result was published, so it must not be
+    published again (with the stale value), only deleted."""
+    state = new_state(sizes=parse_windows("1m"))
+    add(state, 0, T0 + 10 * S)
+    stale_value = orjson.loads(orjson.dumps(slot_state(state.slot_windows((M, T0)))))
+    add(state, 1, T0 + 20 * S)
+    add(state, 2, T0 + 2 * M)
+    assert [agg.count for _, agg in state.take_final()] == [2]
+    table = {slot_table_key(3, (M, T0)): stale_value, progress_table_key(3): state.progress.to_state()}
+    restored, _ = state_from_items(3, table.items(), parse_windows("1m"), LATENESS)
+    assert (M, 7, T0) not in restored.windows
+    assert restored.take_final() == []
+    assert restored.stale == {(M, T0)}
+
