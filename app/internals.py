@@ -60,7 +60,6 @@ PRIVATE_NAMES: Sequence[tuple[object, str]] = (
     (PrometheusMonitor, "_metrics"),
     (aiokafka_driver.Producer, "_ensure_producer"),
     (aiokafka.AIOKafkaClient, "_wait_on_metadata"),
-    (aiokafka.AIOKafkaProducer, "_partitioner"),
     (faust.streams, "_current_event"),
     (faust_rocksdb.Store, "_db_for_partition"),
     (faust_rocksdb.Store, "_visible_items"),
@@ -134,11 +133,6 @@ async def topic_producer(app: AppT, topic: str) -> tuple[Any, list[int]]:
     producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
     await producer.client._wait_on_metadata(topic)
     return producer, sorted(producer.client.cluster.partitions_for_topic(topic))
-
-
-def partition_for(producer: Any, key: bytes, partitions: list[int]) -> int:
-    """The partition ``producer.send`` would pick for ``key``."""
-    return int(producer._partitioner(key, partitions, partitions))
 
 
 # --- prometheus-client ------------------------------------------------------------------------

@@ -7,7 +7,8 @@ partitioned exactly as ``send`` would (the producer's own partitioner over all t
 partitions), appended to aiokafka ``BatchBuilder``s and handed to the producer's accumulator
 with ``send_batch``: same compression, acks, retries and ordering per partition.
 
-The producer inside Faust's and its partitioner are reached through :mod:`app.internals`.
+The producer inside Faust's is reached through :mod:`app.internals`; the batches are
+:mod:`app.kafka_batches`' (partitioned like Faust's default partitioner, aiokafka's murmur2).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from faust.types import AppT
 
-from app.internals import partition_for, topic_producer
+from app.internals import topic_producer
+from app.kafka_batches import PartitionBatches, partition_for
 
 
 async def publish(
@@ -26,21 +28,12 @@ async def publish(
 ) -> list[asyncio.Future[Any]]:
     """Queue ``(key, value)`` records for ``topic``; the futures resolve when the broker acked."""
     producer, partitions = await topic_producer(app, topic)
+    batches = PartitionBatches(producer)
     partition_of: dict[bytes, int] = {}
-    builders: dict[int, Any] = {}
-    sent: list[asyncio.Future[Any]] = []
     header_list = list(headers)
     for key, value in records:
         partition = partition_of.get(key)
         if partition is None:
-            partition = partition_of[key] = partition_for(producer, key, partitions)
-        builder = builders.get(partition)
-        if builder is None:
-            builder = builders[partition] = producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value, headers=header_list) is None:
-            sent.append(await producer.send_batch(builder, topic, partition=partition))
-            builder = builders[partition] = producer.create_batch()
-            builder.append(timestamp=None, key=key, value=value, headers=header_list)
-    for partition, builder in builders.items():
-        sent.append(await producer.send_batch(builder, topic, partition=partition))
-    return sent
+            partition = partition_of[key] = partition_for(key, partitions)
+        batches.append(partition, key, value, None, header_list)
+    return [await producer.send_batch(b, topic, partition=p) for p, b in batches.take(partial=True)]

@@ -1,8 +1,9 @@
 """The Kafka side of the harness: topics of one run and a batched producer (reading a topic back
 is :mod:`support.kafka`, shared with the tests).
 
-Records go out through aiokafka's ``BatchBuilder`` and ``send_batch``: per-record ``send()``
-costs a coroutine and a future per event, and the loader must not be what the numbers measure.
+Records go out through the product's batch builder (:mod:`app.kafka_batches`): per-record
+``send()`` costs a coroutine and a future per event, and the loader must not be what the numbers
+measure.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import DefaultPartitioner
 
 from app.control import END_OF_STREAM, encode_control
+from app.kafka_batches import PartitionBatches, partition_for
 from app.kafka_client import client_kwargs
 from app.settings import EVENTS_TOPIC_CONFIG, Settings
 
@@ -82,7 +83,7 @@ class BatchProducer:
         )
         self._partitions: list[int] = []
         self._route: dict[bytes, int] = {}
-        self._builders: dict[int, Any] = {}
+        self._batches = PartitionBatches(self._producer)
         self._pending: list[asyncio.Future[Any]] = []
 
     async def start(self) -> None:
@@ -96,20 +97,17 @@ class BatchProducer:
     def partition_of(self, key: bytes) -> int:
         partition = self._route.get(key)
         if partition is None:
-            partition = DefaultPartitioner()(key, self._partitions, self._partitions)
+            partition = partition_for(key, self._partitions)
             self._route[key] = partition
         return partition
 
     async def add(
         self, key: bytes | None, value: bytes, ts_ms: int, partition: int, headers: Iterable[Any] = ()
     ) -> None:
-        builder = self._builders.get(partition)
-        if builder is None:
-            builder = self._builders[partition] = self._producer.create_batch()
-        if builder.append(timestamp=ts_ms, key=key, value=value, headers=list(headers)) is None:
-            await self._submit(partition, builder)
-            builder = self._builders[partition] = self._producer.create_batch()
-            builder.append(timestamp=ts_ms, key=key, value=value, headers=list(headers))
+        self._batches.append(partition, key, value, ts_ms, list(headers))
+        if self._batches.has_full:
+            for full_partition, builder in self._batches.take():
+                await self._submit(full_partition, builder)
 
     async def _submit(self, partition: int, builder: Any) -> None:
         self._pending.append(await self._producer.send_batch(builder, self.topic, partition=partition))
@@ -129,10 +127,8 @@ class BatchProducer:
 
     async def flush(self, *, wait: bool = True) -> None:
         """Send the batches still filling; with ``wait``, until the broker acknowledged all."""
-        builders, self._builders = self._builders, {}
-        for partition, builder in builders.items():
-            if builder.record_count():
-                await self._submit(partition, builder)
+        for partition, builder in self._batches.take(partial=True):
+            await self._submit(partition, builder)
         if wait:
             await asyncio.gather(*self._pending)
             self._pending.clear()

@@ -1,10 +1,9 @@
 """The events topic as the replayer writes it: idempotent, compressed, batched by partition.
 
-Records are appended straight into one aiokafka ``BatchBuilder`` per partition and submitted
-whole with ``send_batch``: per-record ``send()`` costs a coroutine, a future and a pure-Python
-murmur2 hash per event, several times what building the batch costs. The partition of a key is
-computed once per region with aiokafka's default partitioner (murmur2, as the Java client), so a
-region's events land on the partition any Kafka client would choose for its key.
+Records go into one aiokafka ``BatchBuilder`` per partition (:mod:`app.kafka_batches`) and are
+submitted whole with ``send_batch``. The partition of a key is computed once per region with
+aiokafka's default partitioner (murmur2, as the Java client), so a region's events land on the
+partition any Kafka client would choose for its key.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_zstd
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from app.control import END_OF_STREAM, encode_control
+from app.kafka_batches import PartitionBatches, partition_for
 from app.kafka_client import client_kwargs, connection_problem
 from app.provision import ProvisioningError, ensure_topics, topic_specs
 from app.settings import Settings
@@ -54,8 +53,7 @@ class EventSink:
         self._producer: Any = None
         self._partition_ids: list[int] = []
         self._routes: dict[int, tuple[bytes, int]] = {}
-        self._builders: dict[int, Any] = {}
-        self._full: list[tuple[int, Any]] = []
+        self._batches: PartitionBatches | None = None
         self._pending: list[asyncio.Future[Any]] = []
         self._lingered_since = 0.0
 
@@ -80,6 +78,7 @@ class EventSink:
             await producer.stop()
             raise
         self._producer = producer
+        self._batches = PartitionBatches(producer)
         self._partition_ids = sorted(partitions)
 
     async def _within(self, step: Awaitable[T], doing: str) -> T:
@@ -96,7 +95,7 @@ class EventSink:
 
     def _route(self, region_id: int) -> tuple[bytes, int]:
         key = str(region_id).encode()
-        route = (key, DefaultPartitioner()(key, self._partition_ids, self._partition_ids))
+        route = (key, partition_for(key, self._partition_ids))
         self._routes[region_id] = route
         return route
 
@@ -106,24 +105,14 @@ class EventSink:
         self._append(route[1], route[0], timestamp_ms, value, [])
 
     def _append(self, partition: int, key: bytes | None, ts: int, value: bytes, headers: list[Any]) -> None:
-        builder = self._builders.get(partition)
-        if builder is None:
-            builder = self._builders[partition] = self._producer.create_batch()
-        if builder.append(timestamp=ts, key=key, value=value, headers=headers) is None:
-            self._full.append((partition, builder))
-            builder = self._builders[partition] = self._producer.create_batch()
-            builder.append(timestamp=ts, key=key, value=value, headers=headers)
+        assert self._batches is not None, "start() first"
+        self._batches.append(partition, key, value, ts, headers)
 
     async def submit(self, *, partial: bool = False) -> None:
         """Hand full batches to the producer; with ``partial`` also the ones still filling
         (before pacing sleeps and at the end, so nothing waits for a batch to fill)."""
-        if partial:
-            for partition, builder in self._builders.items():
-                if builder.record_count():
-                    self._full.append((partition, builder))
-            self._builders.clear()
-        full, self._full = self._full, []
-        for partition, builder in full:
+        assert self._batches is not None, "start() first"
+        for partition, builder in self._batches.take(partial=partial):
             self._pending.append(await self._producer.send_batch(builder, self.topic, partition=partition))
         self._reap()
 

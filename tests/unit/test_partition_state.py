@@ -468,4 +468,3 @@ def test_a_stored_window_the_stored_progress_closed_is_dropped_and_deleted_next(
     assert (M, 7, T0) not in restored.windows
     assert restored.take_final() == []
     assert restored.stale == {(M, T0)}
-
