@@ -18,11 +18,13 @@ import random
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from statistics import NormalDist
 
 import orjson
+
+from tables.times import EPOCH, parse_time_ms
 
 DEFAULT_START = "2025-01-01T00:00:00Z"
 #: Mean trips per region and second (before the daily curve): 50 regions give 5 trips/s, so a
@@ -31,7 +33,6 @@ TRIPS_PER_REGION_S = 0.1
 ZIPF_EXPONENT = 1.1
 _DAY_MS = 86_400_000
 _MINUTE_MS = 60_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DISTANCE_MU, _DISTANCE_SIGMA = 0.6, 0.75
 _DISTANCE_QUANTILES = 8192
 
@@ -45,15 +46,8 @@ class SyntheticSpec:
 
 
 def parse_start(text: str) -> int:
-    """``--start`` as epoch milliseconds: ISO-8601 (naive = UTC) or epoch seconds."""
-    try:
-        return round(float(text) * 1000)
-    except ValueError:
-        pass
-    parsed = datetime.fromisoformat(text.strip())
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // timedelta(milliseconds=1)
+    """``--start`` as epoch milliseconds, by the event contract's time rule."""
+    return parse_time_ms(text.strip())
 
 
 def _circular_bump(hour: float, centre: float, width: float) -> float:
@@ -99,7 +93,7 @@ def distance_quantiles() -> list[float]:
 def format_day(day: int) -> str:
     """``YYYY-MM-DDT`` of a day since the epoch; isoformat pads every year to four digits, as
     :func:`app.events.format_time_ms` does."""
-    return (_EPOCH + timedelta(days=day)).date().isoformat() + "T"
+    return (EPOCH + timedelta(days=day)).date().isoformat() + "T"
 
 
 @cache

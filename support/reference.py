@@ -23,11 +23,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.timeparse import parse_time_ms
 from app.control import CONTROL_HEADER, KINDS
 from app.redis_keys import RedisKeys
 from app.settings import Settings
 from support.kafka import Record
+from tables.times import parse_time_ms
 
 #: The contract's defaults, as the settings declare them (not as this process's environment
 #: overrides them): a run with other settings passes its lateness explicitly.
@@ -97,17 +97,11 @@ def _time_in_bounds(t_ms: int, now_ms: int | None) -> bool:
 
 
 def _event_time_ms(when: Any) -> int | None:
-    """An ISO-8601 string or epoch seconds, through the product's one time parser."""
-    if isinstance(when, bool):
-        return None
-    if isinstance(when, float) and math.isfinite(when):
-        text = f"{when:f}"  # microseconds, as a datetime holds them
-    elif isinstance(when, int | str):
-        text = str(when)
-    else:
+    """An ISO-8601 string or epoch seconds, through the product's one time rule."""
+    if not isinstance(when, str | int | float):
         return None
     try:
-        return parse_time_ms(text)
+        return parse_time_ms(when)
     except ValueError:
         return None
 
