@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from app.redis_keys import RedisKeys
-from support.procs import ROOT, StackInfo, ready
+from support.procs import ROOT, Proc, StackInfo, ready
 
 STACK = ROOT / "scripts" / "stack.sh"
 
@@ -74,3 +74,12 @@ def sp_env(stack: StackInfo, app_id: str, tmp_path: Path) -> dict[str, str]:
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     )
     return env
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Proc]]:
+    """Processes a test starts (APIs, redis-servers, replayers), stopped by pid, last first."""
+    started: list[Proc] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop(20)

@@ -12,7 +12,7 @@ import asyncio
 import csv
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -736,14 +736,6 @@ async def test_docs_and_openapi_describe_every_field(api: httpx.AsyncClient) -> 
 
 
 # --- Redis unreachable: 503, then recovery -----------------------------------------------------
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop(10)
 
 
 def write_sync(url: str, app_id: str) -> None:

@@ -15,12 +15,11 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
@@ -108,15 +107,6 @@ class PrometheusApi:
             name = alert["labels"]["alertname"]
             states[name] = "firing" if "firing" in (alert["state"], states.get(name)) else alert["state"]
         return states
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Processes the test starts, stopped by pid (last started first) at teardown."""
-    started: list[Proc] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
 
 
 def start_prometheus(tmp: Path, port: int, worker_port: int, api_port: int) -> Proc:
@@ -210,7 +200,7 @@ def assert_rule_groups_loaded_and_alerts_match_the_run(prometheus: PrometheusApi
 
 
 def test_every_alert_and_panel_query_evaluates_and_every_panel_has_data(
-    stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, procs: list[Proc]
+    stack: StackInfo, app_id: str, sp_env: dict[str, str], tmp_path: Path, processes: list[Proc]
 ) -> None:
     """One run drives the worker and the API through every kind of event the panels and alerts
     show (valid, late and dead-lettered records, final windows, API 200/404/422), in two rounds so
@@ -218,16 +208,16 @@ def test_every_alert_and_panel_query_evaluates_and_every_panel_has_data(
     topic = f"{app_id}.events"
     partitions = int(sp_env["STREAMPULSE_PARTITIONS"])
     worker_port, api_port, prometheus_port = free_port(), free_port(), free_port()
-    procs.append(start_worker(sp_env, tmp_path, "worker", worker_port))
-    procs.append(start_api(sp_env, tmp_path, api_port))
-    procs.append(start_prometheus(tmp_path, prometheus_port, worker_port, api_port))
+    processes.append(start_worker(sp_env, tmp_path, "worker", worker_port))
+    processes.append(start_api(sp_env, tmp_path, api_port))
+    processes.append(start_prometheus(tmp_path, prometheus_port, worker_port, api_port))
     prometheus = PrometheusApi(prometheus_port)
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10)
     # A push subscriber through the whole run, for the push latency and subscriber panels.
     subscriber = Subscriber(f"http://127.0.0.1:{api_port}/stream?window=1h")
     try:
         wait_for(prometheus.ready, 30, what="Prometheus ready (see prometheus.log)")
-        wait_worker_ready(procs[0])
+        wait_worker_ready(processes[0])
 
         def both_up() -> bool:
             up = {s["metric"]["job"]: s["value"][1] for s in prometheus.samples("up")}
@@ -256,7 +246,7 @@ def test_every_alert_and_panel_query_evaluates_and_every_panel_has_data(
             "--rejects",
             str(tmp_path / "rejects.jsonl"),
         )
-        procs.append(replay)
+        processes.append(replay)
         wait_for(
             lambda: (
                 prometheus.samples('streampulse_api_requests_total{status="422"}')

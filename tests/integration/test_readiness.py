@@ -3,21 +3,10 @@ wait on (app/readiness.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from app.readiness import READY_PATH, probe, wait_ready
 from support.procs import Proc, RedisServer, free_port, start_api, start_worker, wait_for
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop(20)
 
 
 def test_a_worker_is_ready_with_its_partitions_and_a_second_one_takes_half(

@@ -70,14 +70,6 @@ def tls_redis(tmp_path: Path, app_id: str) -> Iterator[TlsRedis]:
     server.proc.stop(10)
 
 
-@pytest.fixture
-def processes() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop(20)
-
-
 def base_env(app_id: str, tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPULSE_")}
     env.update(
