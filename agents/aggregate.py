@@ -79,10 +79,11 @@ def _load_partition(partition: int) -> PartitionState:
         log.error("partition %d: unreadable state under %r, skipped", partition, key)
         metrics.EVENTS_INVALID.labels("unreadable_state").inc()
     log.info(
-        "partition %d: %d open windows recovered, progress offset %d",
+        "partition %d: %d open windows recovered, progress offset %d, %d stale slots to delete",
         partition,
         len(state.windows),
         state.progress.offset,
+        len(state.stale),
     )
     return state
 
