@@ -101,11 +101,13 @@ def _follow(run: Run, running: list[tuple[Proc, int]], app_id: str, w: Loaded, e
             else:
                 none_yet_ms = time.time() * 1000
         progress.written = scrape(ports, WRITTEN)
+        moved = (progress.processed, progress.written) != seen
         # The counter also counts a window written again after a rebalance moved its partition
-        # (several workers started together), so it can pass the expected count early: Redis decides.
-        if progress.written >= expected and _stored(run, app_id) >= expected:
+        # (several workers started together), so it can pass the expected count early: Redis
+        # decides, asked once the counters stand still (counting millions of keys takes a while).
+        if progress.written >= expected and not moved and _stored(run, app_id) >= expected:
             break
-        if (progress.processed, progress.written) != seen:
+        if moved:
             seen, last_change = (progress.processed, progress.written), time.monotonic()
         elif (
             progress.processed >= w.events
@@ -164,6 +166,7 @@ def run_streampulse(run: Run, w: Loaded, workers: int) -> Row:
             row.note = (
                 f"processed {row.processed:,} events, {int(progress.written):,} of {expected:,} final windows"
             )
+        delete_run_keys(run.redis_url, app_id)
         return row
     if progress.first_ms is not None and end_ms is not None:
         row.seconds = round((end_ms - progress.first_ms) / 1000, 2)
