@@ -25,17 +25,18 @@ def _headers(headers: Any) -> list[tuple[str, bytes]]:
 
 def decode(offset: int, timestamp: float | None, value: bytes | None, headers: Any) -> Record:
     """Never raises: a record that cannot even be decoded is rejected with the error."""
+    ts = timestamp or 0.0
     try:
         kind = control_kind(_headers(headers)) if headers else None
         if kind is not None:
             control = decode_control(kind, value, default_limits().latest_ms())
             if isinstance(control, Rejection):
-                return Record(offset, timestamp or 0.0, Rejected(control.reason, control.message))
-            return Record(offset, timestamp or 0.0, Tick(kind, control.event_time_ms))
+                return (offset, ts, Rejected(control.reason, control.message))
+            return (offset, ts, Tick(kind, control.event_time_ms))
         parsed = parse_event(value if value is not None else b"")
         if isinstance(parsed, Rejection):
-            return Record(offset, timestamp or 0.0, Rejected(parsed.reason, parsed.message))
-        return Record(offset, timestamp or 0.0, parsed)
+            return (offset, ts, Rejected(parsed.reason, parsed.message))
+        return (offset, ts, parsed)
     except Exception as exc:  # a worker never crashes on one record
         log.exception("record at offset %d could not be decoded", offset)
-        return Record(offset, timestamp or 0.0, Rejected("processing_error", repr(exc)))
+        return (offset, ts, Rejected("processing_error", repr(exc)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from tables.aggregate import TripAggregate
 from tables.partition_state import (
@@ -62,12 +62,9 @@ class Rejected:
     message: str
 
 
-class Record(NamedTuple):
-    """One decoded record of the partition, with its offset and broker timestamp (seconds)."""
-
-    offset: int
-    timestamp: float
-    value: Trip | Tick | Rejected
+#: One decoded record of the partition: its offset, broker timestamp (seconds) and what it is.
+#: A plain tuple, not a named one: one is built per event.
+Record = tuple[int, float, "Trip | Tick | Rejected"]
 
 
 @dataclass(slots=True)
@@ -118,29 +115,33 @@ def fold(state: PartitionState, records: Iterable[Record]) -> Folded:
     ``processing_error``) and the partition moves past it, as it does past a rejected one.
     """
     out = Folded()
+    progress = state.progress
+    apply_event, tally, late, rejected = state.apply_event, out.tally, out.late, out.rejected
     for offset, timestamp, value in records:
-        if state.is_duplicate(offset):
+        if offset <= progress.offset:  # state.is_duplicate, inlined: this loop runs per event
             out.duplicates += 1
             continue
-        if isinstance(value, Tick):
-            state.apply_control(value.time_ms)
-            out.controls[value.kind] += 1
-        elif isinstance(value, Rejected):
-            out.rejected.append((offset, value))
+        if isinstance(value, Tick | Rejected):
+            if isinstance(value, Tick):
+                state.apply_control(value.time_ms)
+                out.controls[value.kind] += 1
+            else:
+                rejected.append((offset, value))
         else:
             try:
-                outcome = state.apply_event(
+                outcome = apply_event(
                     offset, value.region_id, value.event_time_ms, value.fare, value.duration, value.distance
                 )
             except Exception as exc:  # a partition never stops on one record
-                out.rejected.append((offset, Rejected("processing_error", repr(exc))))
+                rejected.append((offset, Rejected("processing_error", repr(exc))))
             else:
-                out.late.extend((offset, value, late) for late in outcome.late)
-                out.tally.add(value)
+                if outcome.late:
+                    late.extend((offset, value, event) for event in outcome.late)
+                tally.add(value)
                 out.processed += 1
                 if timestamp > out.newest_ts:
                     out.newest_ts = timestamp
-        state.mark_applied(offset)
+        progress.offset = offset  # state.mark_applied: offsets only grow past the check above
     out.final = state.take_final()
     return out
 

@@ -40,7 +40,7 @@ SIZES = parse_windows("1m,1h")
 
 
 def trip(offset: int, t_ms: int, region: int = 7, fare: float = 10.0) -> FoldRecord:
-    return FoldRecord(offset, t_ms / 1000, TripData(region, t_ms, fare, 60.0, 1.0))
+    return (offset, t_ms / 1000, TripData(region, t_ms, fare, 60.0, 1.0))
 
 
 def test_a_batch_folds_trips_applies_controls_and_reports_what_to_send() -> None:
@@ -49,9 +49,9 @@ def test_a_batch_folds_trips_applies_controls_and_reports_what_to_send() -> None
         state,
         [
             trip(0, T0 + 10 * S),
-            FoldRecord(1, 0.0, Rejected("invalid_json", "not JSON")),
+            (1, 0.0, Rejected("invalid_json", "not JSON")),
             trip(2, T0 + 20 * S, fare=5.0),
-            FoldRecord(3, 0.0, Tick("end-of-stream", T0 + 30 * S)),
+            (3, 0.0, Tick("end-of-stream", T0 + 30 * S)),
             trip(4, T0 + 40 * S),
         ],
     )
@@ -87,7 +87,7 @@ class _Broken:
 
 def test_a_record_that_fails_to_apply_is_rejected_and_the_partition_moves_on() -> None:
     state = PartitionState(0, SIZES, 30 * S)
-    folded = fold(state, [FoldRecord(0, 0.0, _Broken()), trip(1, T0)])
+    folded = fold(state, [(0, 0.0, _Broken()), trip(1, T0)])
     assert [(offset, r.reason) for offset, r in folded.rejected] == [(0, "processing_error")]
     assert "a fare that cannot be read" in folded.rejected[0][1].message
     assert folded.processed == 1 and state.progress.offset == 1
@@ -170,8 +170,8 @@ Op = tuple[str, Any, Any]
 
 def as_input(rec: Record) -> FoldRecord:
     if isinstance(rec, Control):
-        return FoldRecord(rec.offset, 0.0, Tick("end-of-stream", rec.t_ms))
-    return FoldRecord(rec.offset, 0.0, TripData(rec.region, rec.t_ms, rec.fare, rec.duration, 0.5))
+        return (rec.offset, 0.0, Tick("end-of-stream", rec.t_ms))
+    return (rec.offset, 0.0, TripData(rec.region, rec.t_ms, rec.fare, rec.duration, 0.5))
 
 
 def process_batch(state: PartitionState, batch: list[Record], log: list[Op]) -> None:
