@@ -88,7 +88,9 @@ def test_broker_stopped_and_killed_for_30s_mid_replay(
     """SIGTERM (clean shutdown) then SIGKILL (no shutdown at all) of the broker, 30 s each."""
     info = private_stack.info
     env = fault_env(sp_env, info)
-    worker, feeder = _worker_and_feed(env, tmp_path, workers, procs, 9000, seed=404, rate=60)
+    # 200 s of replay: two 30 s outages, the broker's restarts and the checks between them fit in
+    # it with room to spare on a loaded machine, so the replay is still running at each outage.
+    worker, feeder = _worker_and_feed(env, tmp_path, workers, procs, 12_000, seed=404, rate=60)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         _processes_more(worker, 200, 60, "processing before the outage")
         assert feeder.alive(), feeder.output()[-2000:]

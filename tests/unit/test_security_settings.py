@@ -78,11 +78,12 @@ def test_bad_security_settings_fail_naming_the_variable(
 
 
 def test_plaintext_client_kwargs_are_the_bootstrap_only() -> None:
-    assert client_kwargs(Settings()) == {
-        "bootstrap_servers": "localhost:9092",
+    settings = Settings(kafka_bootstrap="broker-1:9092,broker-2:9092", kafka_security_protocol="PLAINTEXT")
+    assert client_kwargs(settings) == {
+        "bootstrap_servers": "broker-1:9092,broker-2:9092",
         "security_protocol": "PLAINTEXT",
     }
-    assert "broker_credentials" not in faust_kwargs(Settings())
+    assert "broker_credentials" not in faust_kwargs(settings)
 
 
 def test_sasl_ssl_client_kwargs() -> None:
