@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import cast
 
 import faust
+from aiokafka.errors import KafkaError
 from faust import web
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.tables.manager import TableManager
@@ -24,6 +27,10 @@ from app.settings import Settings, get_settings
 #: How often the consumer refreshes its metadata: a subscribed topic that appears after the
 #: worker joined (deleted and re-created, say) is picked up by a rebalance this soon.
 METADATA_MAX_AGE_MS = 10_000
+PROVISION_RETRY_S = 1.0
+PROVISION_RETRY_MAX_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class StreamPulseApp(faust.App):
@@ -33,8 +40,19 @@ class StreamPulseApp(faust.App):
     topics_provisioned = False
 
     async def on_first_start(self) -> None:
+        """Provision the topics, retrying for as long as the broker cannot answer: a worker
+        started while the broker is down or still starting waits for it instead of exiting
+        (a topic with the wrong partition count is still fatal, and says so)."""
         await super().on_first_start()
-        await ensure_topics(self.streampulse_settings)
+        backoff = PROVISION_RETRY_S
+        while True:
+            try:
+                await ensure_topics(self.streampulse_settings)
+                break
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.warning("provisioning the topics failed (%r); retrying in %.0fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, PROVISION_RETRY_MAX_S)
         self.topics_provisioned = True
 
 

@@ -7,6 +7,7 @@ five-minute metadata refresh) misses the 30 s bound.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -69,3 +70,33 @@ def test_default_app_id_on_a_fresh_broker_gets_its_first_final_window_within_30s
     """The demo's path: app id ``streampulse``, bare topic names, a broker that has never seen them."""
     env = fault_env(sp_env, private_stack.info, app_id="streampulse")
     _fresh_start(private_stack.info, env, "streampulse", tmp_path, workers, procs)
+
+
+def test_a_worker_started_while_the_broker_is_down_waits_for_it(
+    private_stack: PrivateStack,
+    app_id: str,
+    sp_env: dict[str, str],
+    tmp_path: Path,
+    workers: list[Worker],
+    procs: list[Proc],
+) -> None:
+    """Provisioning the topics is retried for as long as the broker cannot answer: the worker
+    neither exits nor reports ready, and works once the broker is back."""
+    info = private_stack.info
+    env = fault_env(sp_env, info)
+    private_stack.kill("kafka", signal.SIGTERM)
+    workers.append(launch_worker(env, tmp_path, "w1"))
+    worker = workers[-1]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        assert worker.proc.alive(), f"worker exited without a broker:\n{worker.proc.output()[-3000:]}"
+        time.sleep(0.5)
+    assert "provisioning the topics failed" in worker.proc.output()
+    private_stack.up()
+    data = tmp_path / "late-broker.jsonl"
+    generate_canonical(data, 400, seed=111, regions=6)
+    procs.append(start_replay(env, tmp_path, str(data), "--rejects", str(tmp_path / "rejects.jsonl")))
+    wait_for(lambda: not procs[-1].alive(), 120, what="the replay to finish")
+    assert procs[-1].popen.returncode == 0, procs[-1].output()[-2000:]
+    assert_exact(info, app_id, topic_of(app_id, "events"), timeout=120)
+    assert worker.proc.alive()
