@@ -81,7 +81,7 @@ def test_a_worker_started_while_the_broker_is_down_waits_for_it(
     procs: list[Proc],
 ) -> None:
     """Provisioning the topics is retried for as long as the broker cannot answer: the worker
-    neither exits nor reports ready, and works once the broker is back."""
+    does not exit, says that it is retrying, and works exactly once the broker is back."""
     info = private_stack.info
     env = fault_env(sp_env, info)
     private_stack.kill("kafka", signal.SIGTERM)
