@@ -80,6 +80,7 @@ def install_readiness(app: StreamPulseApp) -> None:
 
 def create_app(settings: Settings) -> StreamPulseApp:
     internals.check_versions()
+    internals.pace_metadata_updates()
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     session_timeout_s = settings.session_timeout_ms / 1000
     app = StreamPulseApp(

@@ -72,9 +72,14 @@ def _worker_and_feed(
     return worker, feeder
 
 
-def _processes_more(worker: Worker, events: int, timeout: float, what: str) -> None:
+def _processes_more(worker: Worker, feeder: Proc, events: int, timeout: float, what: str) -> None:
+    """Wait for ``events`` more processed events; on a timeout the failure carries both logs' tails."""
     start = worker.processed()
-    wait_for(lambda: worker.processed() > start + events, timeout, what=what)
+    try:
+        wait_for(lambda: worker.processed() > start + events, timeout, what=what)
+    except AssertionError as exc:
+        logs = f"--- worker ---\n{worker.proc.output()[-8000:]}\n--- replayer ---\n{feeder.output()[-2000:]}"
+        raise AssertionError(f"{exc}\n{logs}") from None
 
 
 def test_broker_stopped_and_killed_for_30s_mid_replay(
@@ -92,7 +97,7 @@ def test_broker_stopped_and_killed_for_30s_mid_replay(
     # it with room to spare on a loaded machine, so the replay is still running at each outage.
     worker, feeder = _worker_and_feed(env, tmp_path, workers, procs, 12_000, seed=404, rate=60)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        _processes_more(worker, 200, 60, "processing before the outage")
+        _processes_more(worker, feeder, 200, 60, "processing before the outage")
         assert feeder.alive(), feeder.output()[-2000:]
         private_stack.kill("kafka", sig)
         _hold(OUTAGE_S, worker, f"the broker outage ({sig.name})")
@@ -100,7 +105,7 @@ def test_broker_stopped_and_killed_for_30s_mid_replay(
         assert feeder.alive(), (
             f"the replayer did not ride through the {sig.name} outage: {feeder.output()[-1500:]}"
         )
-        _processes_more(worker, 100, 90, f"processing after the {sig.name} outage")
+        _processes_more(worker, feeder, 100, 90, f"processing after the {sig.name} outage")
     wait_for(lambda: not feeder.alive(), 240, what="the replay to finish")
     assert feeder.popen.returncode == 0, f"the replayer did not ride through: {feeder.output()[-2000:]}"
     assert_exact(info, app_id, topic_of(app_id, "events"), timeout=120)
