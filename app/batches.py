@@ -112,7 +112,14 @@ class Plan:
     rewind_to: int | None = None
 
 
-def plan_delivery(offsets: Sequence[int], expected: int | None, *, deliverable: bool, sought: bool) -> Plan:
+def plan_delivery(
+    offsets: Sequence[int],
+    expected: int | None,
+    *,
+    deliverable: bool,
+    sought: bool,
+    confirmed_gap: int | None = None,
+) -> Plan:
     """Decide a partition's fetched records, from their offsets alone.
 
     ``expected`` is the next offset the inbox wants (set when the partition was positioned after
@@ -123,8 +130,14 @@ def plan_delivery(offsets: Sequence[int], expected: int | None, *, deliverable: 
     Records below ``expected`` were delivered already (or precede the committed offset) and are
     skipped. Records that cannot be delivered now (a rebalance holds the flow, the partition is
     paused) are dropped and the partition is sought back to ``expected``: the fetch position has
-    moved past them, and nothing else would bring them back. A fetch that overlapped a seek and
-    starts past ``expected`` comes from the old position: delivering it would skip records.
+    moved past them, and nothing else would bring them back.
+
+    A fetch that starts past ``expected`` is not delivered either, but fetched again from
+    ``expected``: it may come from a position a seek abandoned, or one moved past records that
+    never reached the inbox, and delivering it would mark the records in between as a gap the
+    group then commits past, unprocessed. Only when a fetch from ``expected`` starts at that same
+    later offset (``confirmed_gap``) is the gap in the log itself (compaction, transaction
+    markers), and delivered.
     """
     if expected is None:
         return Plan(deliver=deliverable)
@@ -133,6 +146,8 @@ def plan_delivery(offsets: Sequence[int], expected: int | None, *, deliverable: 
         skip += 1
     if skip == len(offsets):
         return Plan(skip=skip, deliver=False)
-    if not deliverable or (sought and offsets[skip] > expected):
+    if not deliverable:
+        return Plan(skip=skip, deliver=False, rewind_to=expected)
+    if offsets[skip] > expected and (sought or offsets[skip] != confirmed_gap):
         return Plan(skip=skip, deliver=False, rewind_to=expected)
     return Plan(skip=skip)

@@ -209,6 +209,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
         self._next_offset: dict[TP, int] = {}
         #: Where each inbox partition was positioned after the last rebalance.
         self._start_offset: dict[TP, int] = {}
+        #: ``(expected, first offset fetched)`` of the last fetch that started past the offset the
+        #: inbox wanted and was fetched again: the same answer twice is a gap in the log itself.
+        self._gap_checked: dict[TP, tuple[int, int]] = {}
 
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set
@@ -301,16 +304,27 @@ class BatchConsumer(aiokafka_driver.Consumer):
             )
             inbox = self.inboxes.get(tp.topic)
             if inbox is not None:
+                expected = self._next_offset.get(tp)
+                checked = self._gap_checked.get(tp)
                 plan = plan_delivery(
                     [r.offset for r in tp_records],
-                    self._next_offset.get(tp),
+                    expected,
                     deliverable=deliverable,
                     sought=self._seeks != seeks,
+                    confirmed_gap=checked[1] if checked is not None and checked[0] == expected else None,
                 )
                 if plan.rewind_to is not None:
+                    if deliverable:
+                        self._gap_checked[tp] = (plan.rewind_to, tp_records[plan.skip].offset)
                     await self._rewind(tp, plan.rewind_to)
                 if not plan.deliver:
                     continue
+                self._gap_checked.pop(tp, None)
+                if expected is not None:
+                    # Faust skips records below its read offset and commits past any jump from
+                    # it; the inbox's own position is the truth (records below it were skipped
+                    # by the plan, and a jump past it was confirmed by a second fetch).
+                    self._read_offset[tp] = expected - 1 if expected > 0 else None
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 messages = await self._new_messages(tp, tp_records[plan.skip :])
                 if messages:

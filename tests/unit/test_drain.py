@@ -26,24 +26,33 @@ EVENTS = "events"
 
 
 @pytest.mark.parametrize(
-    ("offsets", "expected", "deliverable", "sought", "plan"),
+    ("offsets", "expected", "deliverable", "sought", "confirmed", "plan"),
     [
-        ([5, 6, 7], 5, True, False, Plan()),
-        ([3, 4, 5, 6], 5, True, False, Plan(skip=2)),  # 3 and 4 were delivered already
-        ([3, 4], 5, True, False, Plan(skip=2, deliver=False)),
-        ([5, 6], 5, False, False, Plan(deliver=False, rewind_to=5)),  # flow held: seek back
-        ([7, 8], 5, False, False, Plan(deliver=False, rewind_to=5)),
-        ([9, 10], 5, True, True, Plan(deliver=False, rewind_to=5)),  # stale fetch ahead of a seek
-        ([9, 10], 5, True, False, Plan()),  # a gap without a seek (compaction, markers): kept
-        ([4, 5, 6], 5, True, True, Plan(skip=1)),
-        ([0, 1], None, True, False, Plan()),  # not positioned yet: Faust's own checks apply
-        ([0, 1], None, False, False, Plan(deliver=False)),
+        ([5, 6, 7], 5, True, False, None, Plan()),
+        ([3, 4, 5, 6], 5, True, False, None, Plan(skip=2)),  # 3 and 4 were delivered already
+        ([3, 4], 5, True, False, None, Plan(skip=2, deliver=False)),
+        ([5, 6], 5, False, False, None, Plan(deliver=False, rewind_to=5)),  # flow held: seek back
+        ([7, 8], 5, False, False, None, Plan(deliver=False, rewind_to=5)),
+        ([9, 10], 5, True, True, None, Plan(deliver=False, rewind_to=5)),  # stale fetch ahead of a seek
+        ([9, 10], 5, True, False, None, Plan(deliver=False, rewind_to=5)),  # a jump: fetched again
+        ([9, 10], 5, True, False, 9, Plan()),  # a fetch from 5 started at 9 too: a gap in the log
+        ([9, 10], 5, True, True, 9, Plan(deliver=False, rewind_to=5)),  # ...unless a seek overlapped
+        ([11, 12], 5, True, False, 9, Plan(deliver=False, rewind_to=5)),  # not the same answer
+        ([4, 5, 6], 5, True, True, None, Plan(skip=1)),
+        ([0, 1], None, True, False, None, Plan()),  # not positioned yet: Faust's own checks apply
+        ([0, 1], None, False, False, None, Plan(deliver=False)),
     ],
 )
 def test_plan_delivery(
-    offsets: list[int], expected: int | None, deliverable: bool, sought: bool, plan: Plan
+    offsets: list[int],
+    expected: int | None,
+    deliverable: bool,
+    sought: bool,
+    confirmed: int | None,
+    plan: Plan,
 ) -> None:
-    assert plan_delivery(offsets, expected, deliverable=deliverable, sought=sought) == plan
+    got = plan_delivery(offsets, expected, deliverable=deliverable, sought=sought, confirmed_gap=confirmed)
+    assert got == plan
 
 
 @dataclass
@@ -108,12 +117,14 @@ class _Broker:
         self.committed: dict[TP, int | None] = {tp: None for tp in lengths}
         self.position: dict[TP, int] = {tp: 0 for tp in lengths}
         self.assigned: set[TP] = set()
+        #: Offsets the log does not hold (compacted away, transaction markers).
+        self.holes: dict[TP, set[int]] = defaultdict(set)
 
     def fetch(self, tp: TP, limit: int = 100) -> list[_Record]:
         start = self.position[tp]
         end = min(self.lengths[tp], start + limit)
         self.position[tp] = end
-        return [_Record(tp.topic, tp.partition, o) for o in range(start, end)]
+        return [_Record(tp.topic, tp.partition, o) for o in range(start, end) if o not in self.holes[tp]]
 
 
 class _SimConsumer(BatchConsumer):
@@ -127,11 +138,13 @@ class _SimConsumer(BatchConsumer):
         self._seeks = 0
         self._next_offset = {}
         self._start_offset = {}
+        self._gap_checked = {}
         self._read_offset = defaultdict(lambda: None)
         self._committed_offset = defaultdict(lambda: None)
         self._buffered_partitions = set()
         self._commit_every = None
         self._n_acked = 0
+        self.gaps: list[tuple[int, int, int]] = []
 
     def assignment(self) -> set[TP]:
         return set(self.broker.assigned)
@@ -155,7 +168,8 @@ class _SimConsumer(BatchConsumer):
         self.broker.position[partition] = offset
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        return None
+        """Faust treats a gap as processed: the group commits past it."""
+        self.gaps.append((tp.partition, offset_from, offset_to))
 
 
 def _setup(partitions: int = 2, length: int = 50) -> tuple[_App, _Broker, _SimConsumer, Inbox]:
@@ -225,6 +239,50 @@ async def test_a_partition_not_active_is_rewound_not_skipped() -> None:
     assert broker.position[tps[1]] == 0
     await _fetch_and_deliver(consumer, broker, tps, consumer._seeks)
     assert _delivered(inbox) == {0: list(range(50)), 1: list(range(50))}
+
+
+async def test_a_fetch_that_jumped_past_undelivered_records_is_fetched_again_not_committed_past() -> None:
+    """The fetch position moved past records that never reached the inbox (no seek of ours in
+    between): delivering the next fetch would let Faust mark them a gap and the group commit past
+    them, unprocessed. They are fetched again instead."""
+    _, broker, consumer, inbox = _setup(partitions=1)
+    tp = TP(EVENTS, 0)
+    broker.assigned = {tp}
+    await consumer.perform_seek()
+    await consumer._deliver({tp: broker.fetch(tp, 10)}, {tp}, consumer._seeks)
+    broker.fetch(tp, 2)  # records 10 and 11 fetched, but lost on the way to the inbox
+    await _fetch_and_deliver(consumer, broker, [tp], consumer._seeks)
+    assert broker.position[tp] == 10
+    await _fetch_and_deliver(consumer, broker, [tp], consumer._seeks)
+    assert _delivered(inbox) == {0: list(range(50))}
+    assert consumer.gaps == []
+
+
+async def test_a_gap_in_the_log_itself_is_delivered_after_one_second_fetch() -> None:
+    """Offsets the log does not hold (compaction, transaction markers) must not stall the
+    partition: the second fetch from the same offset starts at the same later record."""
+    _, broker, consumer, inbox = _setup(partitions=1)
+    tp = TP(EVENTS, 0)
+    broker.assigned = {tp}
+    broker.holes[tp] = {10, 11}
+    await consumer.perform_seek()
+    await consumer._deliver({tp: broker.fetch(tp, 10)}, {tp}, consumer._seeks)
+    for _ in range(3):
+        await _fetch_and_deliver(consumer, broker, [tp], consumer._seeks)
+    assert _delivered(inbox) == {0: [o for o in range(50) if o not in (10, 11)]}
+    assert consumer.gaps == [(0, 10, 12)]
+
+
+async def test_a_stale_read_offset_does_not_drop_records_the_inbox_wants() -> None:
+    """Faust skips records below its read offset; after a seek back that Faust's bookkeeping
+    missed, the inbox's own position decides."""
+    _, broker, consumer, inbox = _setup(partitions=1)
+    tp = TP(EVENTS, 0)
+    broker.assigned = {tp}
+    await consumer.perform_seek()
+    consumer._read_offset[tp] = 30
+    await _fetch_and_deliver(consumer, broker, [tp], consumer._seeks)
+    assert _delivered(inbox) == {0: list(range(50))}
 
 
 async def test_every_record_is_delivered_once_in_order_across_repeated_rebalances() -> None:
