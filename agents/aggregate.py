@@ -255,11 +255,15 @@ async def _process_batch(messages: list[Message]) -> None:
     for msg in messages:
         by_partition[msg.partition].append(msg)
     sends: list[Any] = []
+    stages: list[tuple[str, float]] = []
+    clock = time.perf_counter()
     parts = {p: await _fold_partition(p, part, sends) for p, part in by_partition.items()}
+    clock = _stage(stages, "fold", clock)
     finalized = any(part.final_slots for part in parts.values())
     # One wait for the broker's acks per batch (not per partition), then the state writes.
     if sends:
         await asyncio.gather(*sends)
+    clock = _stage(stages, "publish", clock)
     if finalized:
         faults.reached("after-publish")
     _check_flow()
@@ -270,6 +274,7 @@ async def _process_batch(messages: list[Message]) -> None:
         raise _StoreFailed(f"storing the batch's state failed: {exc!r}") from exc
     finally:
         internals.clear_write_partition()
+    clock = _stage(stages, "store", clock)
     # Offsets are committed only for state the changelog holds: a worker taking over recovers it.
     written = state_table.take_unacked()
     try:
@@ -278,10 +283,20 @@ async def _process_batch(messages: list[Message]) -> None:
         for partition, part in parts.items():
             _changelog_behind.setdefault(partition, set()).update(part.final_slots)
         raise _StoreFailed(f"the broker did not acknowledge the changelog: {exc!r}") from exc
+    _stage(stages, "changelog", clock)
     for partition in parts:
         _changelog_behind.pop(partition, None)
+    # Observed only for a batch that went through: a retried one would count its stages twice.
+    for stage, seconds in stages:
+        metrics.BATCH_STAGE_SECONDS.labels(stage).observe(seconds)
     if finalized:
         faults.reached("before-commit")
+
+
+def _stage(stages: list[tuple[str, float]], name: str, started: float) -> float:
+    now = time.perf_counter()
+    stages.append((name, now - started))
+    return now
 
 
 def _forget_batch_state(messages: list[Message]) -> None:
@@ -365,6 +380,8 @@ async def aggregate_trips(stream: Any) -> None:
     app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX
     while True:
         messages = await inbox.take(BATCH_MAX, BATCH_LINGER_S)
+        metrics.BATCH_STAGE_SECONDS.labels("wait").observe(inbox.waited_s)
+        metrics.BATCH_RECORDS.observe(len(messages))
         _batch_idle.clear()
         try:
             await _run_batch(messages)

@@ -119,7 +119,7 @@ async def mirror_open_windows() -> None:
     interval_s = 1.0 / settings.live_mirror_rate
     while True:
         await live_changed.wait()
-        live_changed.clear()
+        metrics.BATCH_STAGE_SECONDS.labels("mirror_wait").observe(live_changed.clear())
         started = time.perf_counter()
         await _mirror_once()
         await asyncio.sleep(max(0.0, interval_s - (time.perf_counter() - started)))

@@ -24,6 +24,7 @@ full inbox takes its partitions out of the fetch instead of blocking the drain f
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,11 @@ class Inbox:
         self.topic = topic
         self.max_buffered = max_buffered
         self._messages: deque[Message] = deque()
+        #: ``[arrival time, messages of that arrival still here]``, oldest first.
+        self._arrivals: deque[list[float]] = deque()
+        #: How long the first message of the batch last taken waited here (the batch linger,
+        #: and any queueing behind the batch before it).
+        self.waited_s = 0.0
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -49,7 +55,10 @@ class Inbox:
         return len(self._messages)
 
     def put(self, messages: Iterable[Message]) -> None:
+        before = len(self._messages)
         self._messages.extend(messages)
+        if len(self._messages) > before:
+            self._arrivals.append([time.monotonic(), len(self._messages) - before])
         if self._messages:
             self._ready.set()
         if len(self._messages) >= self.max_buffered:
@@ -62,10 +71,13 @@ class Inbox:
     def requeue(self, messages: list[Message]) -> None:
         """Put a batch back in front, to be taken again in the same order."""
         self._messages.extendleft(reversed(messages))
+        if messages:
+            self._arrivals.appendleft([time.monotonic(), len(messages)])
         self._ready.set()
 
     def clear(self) -> None:
         self._messages.clear()
+        self._arrivals.clear()
         self._ready.clear()
         self._room.set()
 
@@ -82,16 +94,30 @@ class Inbox:
                 continue
             batch: list[Message] = []
             generation = self.app.consumer_generation_id
+            first_arrival = self._arrivals[0][0] if self._arrivals else time.monotonic()
+            taken = 0
             while self._messages and len(batch) < max_:
                 message = self._messages.popleft()
+                taken += 1
                 if message.generation_id == generation:
                     batch.append(message)
+            self._forget_arrivals(taken)
             if not self._messages:
                 self._ready.clear()
             if len(self._messages) < self.max_buffered:
                 self._room.set()
             if batch:
+                self.waited_s = time.monotonic() - first_arrival
                 return batch
+
+    def _forget_arrivals(self, taken: int) -> None:
+        while taken and self._arrivals:
+            oldest = self._arrivals[0]
+            used = min(taken, int(oldest[1]))
+            oldest[1] -= used
+            taken -= used
+            if not oldest[1]:
+                self._arrivals.popleft()
 
     def ack(self, messages: Iterable[Message]) -> None:
         """The batch's effects are stored: its offsets may be committed."""

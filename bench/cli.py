@@ -174,6 +174,10 @@ HISTOGRAMS = {
     "worker_final": ("streampulse_final_window_latency_seconds", ""),
     "worker_sink_write_live": ("streampulse_sink_write_seconds", 'kind="live"'),
     "worker_sink_write_final": ("streampulse_sink_write_seconds", 'kind="final"'),
+    **{
+        f"worker_stage_{stage}": ("streampulse_batch_stage_seconds", f'stage="{stage}"')
+        for stage in ("wait", "fold", "publish", "store", "changelog", "mirror_wait")
+    },
 }
 
 
@@ -186,6 +190,8 @@ def _histograms(worker_urls: list[str], api_metrics_url: str) -> dict[str, float
         out[f"api_push_{p}"] = latency.histogram_quantile(
             [api_metrics_url], "streampulse_api_push_latency_seconds", q
         )
+        records = latency.histogram_quantile(worker_urls, "streampulse_batch_records", q)
+        out[f"worker_batch_records_{p.removesuffix('_ms')}"] = None if records is None else records / 1000
     return out
 
 
@@ -403,7 +409,12 @@ def main(
     title = f"{command} — {started:%Y-%m-%d} {commit}, {n:,} events/workload, {os.cpu_count()} CPUs (shared)"
     output.write_chart(out / f"{stem}.png", rows, title)
     cases = latency_result.get("cases")
-    latency_md = f"\nFreshness (p50 / p99 ms):\n\n{output.latency_markdown(cases)}\n" if cases else ""
+    latency_md = (
+        f"\nFreshness (p50 / p99 ms):\n\n{output.latency_markdown(cases)}\n"
+        f"\nInside the worker, per batch (p50 / p99 ms):\n\n{output.stages_markdown(cases)}\n"
+        if cases
+        else ""
+    )
     (out / f"{stem}.md").write_text(
         f"`{command}` ({title.split(' — ')[1]})\n\n{output.markdown_table(rows)}\n{latency_md}"
     )

@@ -128,6 +128,32 @@ def latency_markdown(cases: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: The worker's steps between a record's fetch and its open window in Redis, in order.
+STAGE_COLUMNS = (
+    ("wait in inbox (linger, queueing)", "worker_stage_wait"),
+    ("fold", "worker_stage_fold"),
+    ("publish acked", "worker_stage_publish"),
+    ("RocksDB writes", "worker_stage_store"),
+    ("changelog acked", "worker_stage_changelog"),
+    ("mirror wait", "worker_stage_mirror_wait"),
+    ("sink write (live)", "worker_sink_write_live"),
+)
+
+
+def stages_markdown(cases: dict[str, Any]) -> str:
+    """Where a record's time goes inside the worker, from the worker's stage histograms."""
+    head = ["case", "records per batch", *(name for name, _ in STAGE_COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(STAGE_COLUMNS)]
+    for name, case in cases.items():
+        if "status" in case:
+            continue
+        figures = case.get("histograms", {})
+        records = _pair(figures.get("worker_batch_records_p50"), figures.get("worker_batch_records_p99"))
+        cells = [name, records, *(_case_pair(case, key) for _, key in STAGE_COLUMNS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_json(path: Path, meta: dict[str, Any], rows: list[Row]) -> None:
     data = {**meta, "contenders": [row.to_json() for row in rows]}
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))

@@ -195,6 +195,19 @@ def build() -> Dashboard:
                 unit="s",
             ),
             timeseries(
+                "Worker batch stages p99 by stage",
+                "Where a record's time goes inside the worker, per batch: waiting in the inbox, fold,"
+                " results acknowledged, RocksDB writes, changelog acknowledged, waiting for the live mirror.",
+                [
+                    Query(
+                        "histogram_quantile(0.99, sum by (le, stage) "
+                        f"(rate(streampulse_batch_stage_seconds_bucket[{RATE}])))",
+                        "{{stage}}",
+                    )
+                ],
+                unit="s",
+            ),
+            timeseries(
                 "API query latency",
                 "Time to answer user queries (not /health, /metrics); the target is 10 ms p99.",
                 _quantiles(f"streampulse_api_request_duration_seconds_bucket{{{QUERY_ROUTES}}}"),

@@ -102,6 +102,20 @@ async def test_take_waits_for_records_and_lingers_for_more() -> None:
     assert _offsets(await asyncio.wait_for(taker, 1)) == [0, 1, 2, 3, 4]
 
 
+async def test_the_wait_is_the_first_taken_record_s_time_in_the_inbox() -> None:
+    """What a record waits before its batch is folded: one freshness stage the worker reports."""
+    _, box = _inbox()
+    box.put(_messages(range(3)))
+    await asyncio.sleep(0.2)
+    box.put(_messages(range(3, 6)))
+    await box.take(2, 0)
+    assert 0.2 <= box.waited_s < 5
+    await box.take(2, 0)  # offset 2 (first arrival), then 3 (the second)
+    assert 0.2 <= box.waited_s < 5
+    await box.take(2, 0)  # offsets 4 and 5 arrived 0.2 s later
+    assert box.waited_s < 0.2
+
+
 async def test_records_of_an_older_consumer_generation_are_dropped() -> None:
     app, box = _inbox()
     box.put(_messages(range(3), generation=1))
