@@ -315,7 +315,15 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 )
                 if plan.rewind_to is not None:
                     if deliverable:
-                        self._gap_checked[tp] = (plan.rewind_to, tp_records[plan.skip].offset)
+                        first = tp_records[plan.skip].offset
+                        self._gap_checked[tp] = (plan.rewind_to, first)
+                        self.log.info(
+                            "%s/%d: a fetch started at offset %d, %d not delivered yet: fetching again",
+                            tp.topic,
+                            tp.partition,
+                            first,
+                            plan.rewind_to,
+                        )
                     await self._rewind(tp, plan.rewind_to)
                 if not plan.deliver:
                     continue
