@@ -40,8 +40,8 @@ class Inbox:
         self.topic = topic
         self.max_buffered = max_buffered
         self._messages: deque[Message] = deque()
-        #: ``[arrival time, messages of that arrival still here]``, oldest first.
-        self._arrivals: deque[list[float]] = deque()
+        #: ``(arrival time, messages of that arrival still here)``, oldest first.
+        self._arrivals: deque[tuple[float, int]] = deque()
         #: How long the first message of the batch last taken waited here (the batch linger,
         #: and any queueing behind the batch before it).
         self.waited_s = 0.0
@@ -58,7 +58,7 @@ class Inbox:
         before = len(self._messages)
         self._messages.extend(messages)
         if len(self._messages) > before:
-            self._arrivals.append([time.monotonic(), len(self._messages) - before])
+            self._arrivals.append((time.monotonic(), len(self._messages) - before))
         if self._messages:
             self._ready.set()
         if len(self._messages) >= self.max_buffered:
@@ -72,7 +72,7 @@ class Inbox:
         """Put a batch back in front, to be taken again in the same order."""
         self._messages.extendleft(reversed(messages))
         if messages:
-            self._arrivals.appendleft([time.monotonic(), len(messages)])
+            self._arrivals.appendleft((time.monotonic(), len(messages)))
         self._ready.set()
 
     def clear(self) -> None:
@@ -112,12 +112,12 @@ class Inbox:
 
     def _forget_arrivals(self, taken: int) -> None:
         while taken and self._arrivals:
-            oldest = self._arrivals[0]
-            used = min(taken, int(oldest[1]))
-            oldest[1] -= used
-            taken -= used
-            if not oldest[1]:
-                self._arrivals.popleft()
+            at, count = self._arrivals[0]
+            if count > taken:
+                self._arrivals[0] = (at, count - taken)
+                return
+            self._arrivals.popleft()
+            taken -= count
 
     def ack(self, messages: Iterable[Message]) -> None:
         """The batch's effects are stored: its offsets may be committed."""
