@@ -1,5 +1,7 @@
 """The one door to library internals: every private name of Faust, aiokafka and prometheus-client
-that StreamPulse relies on is used here and nowhere else.
+that StreamPulse relies on is used here and nowhere else — but for the pacing of aiokafka's
+metadata requests, in :mod:`app.kafka_pacing`, which the replayer needs without importing Faust
+(its names are listed here too).
 
 They are what makes the worker fast and safe (a batch-delivering consumer, table writes in a
 chosen partition's context, reads of one partition's RocksDB, batch publishing, one bucket lock
@@ -34,6 +36,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT, Message
 from prometheus_client import Histogram
 
+from app import kafka_pacing
 from app.batches import Inbox, plan_delivery
 
 #: Versions (exact, or a release prefix) the private names below were checked against.
@@ -60,8 +63,7 @@ PRIVATE_NAMES: Sequence[tuple[object, str]] = (
     (PrometheusMonitor, "_metrics"),
     (aiokafka_driver.Producer, "_ensure_producer"),
     (aiokafka.AIOKafkaClient, "_wait_on_metadata"),
-    (aiokafka.AIOKafkaClient, "_metadata_update"),
-    (aiokafka.AIOKafkaClient, "_retry_backoff"),
+    *kafka_pacing.PRIVATE_NAMES,
     (faust.streams, "_current_event"),
     (faust_rocksdb.Store, "_db_for_partition"),
     (faust_rocksdb.Store, "_visible_items"),
@@ -135,44 +137,6 @@ async def topic_producer(app: AppT, topic: str) -> tuple[Any, list[int]]:
     producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
     await producer.client._wait_on_metadata(topic)
     return producer, sorted(producer.client.cluster.partitions_for_topic(topic))
-
-
-# --- aiokafka: metadata requests paced like the Java client's --------------------------------
-
-
-#: When each client's last metadata request ended.
-_metadata_ended: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-
-
-def pace_metadata_updates() -> None:
-    """Space each aiokafka client's metadata requests at least ``retry_backoff_ms`` apart.
-
-    aiokafka's producer asks for new metadata whenever a partition's leader is unknown and asks
-    again as soon as the answer comes back, with no pause. While the broker is down the answer
-    is an immediate connection refusal, and while it restarts the partitions have no leader
-    yet, so every producer spins: a whole core per process, and a flood of metadata requests
-    at the broker that is trying to come back. The Java client waits ``retry.backoff.ms``
-    between metadata refreshes; this gives every aiokafka client in the process the same rule.
-    Idempotent; called at start-up by the worker and the replayer.
-    """
-    client_cls: Any = aiokafka.AIOKafkaClient
-    if getattr(client_cls._metadata_update, "paced", False):
-        return
-    unpaced = client_cls._metadata_update
-
-    async def paced(self: Any, cluster_metadata: Any, topics: Any) -> Any:
-        ended = _metadata_ended.get(self)
-        if ended is not None:
-            wait = ended + self._retry_backoff - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        try:
-            return await unpaced(self, cluster_metadata, topics)
-        finally:
-            _metadata_ended[self] = time.monotonic()
-
-    paced.paced = True  # type: ignore[attr-defined]
-    client_cls._metadata_update = paced
 
 
 # --- prometheus-client ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from faust import web
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.tables.manager import TableManager
 
-from app import internals
+from app import internals, kafka_pacing
 from app.kafka_client import faust_kwargs
 from app.logs import logging_config
 from app.provision import ensure_topics
@@ -80,7 +80,7 @@ def install_readiness(app: StreamPulseApp) -> None:
 
 def create_app(settings: Settings) -> StreamPulseApp:
     internals.check_versions()
-    internals.pace_metadata_updates()
+    kafka_pacing.pace_metadata_updates()
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     session_timeout_s = settings.session_timeout_ms / 1000
     app = StreamPulseApp(

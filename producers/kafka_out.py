@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_zstd
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from app import internals
+from app import kafka_pacing
 from app.control import END_OF_STREAM, encode_control
 from app.kafka_batches import PartitionBatches, partition_for
 from app.kafka_client import client_kwargs, connection_problem
@@ -61,7 +61,7 @@ class EventSink:
     async def start(self) -> None:
         """Connect, provision the app's topics (and ``--topic``'s); :class:`KafkaUnreachable`
         when impossible."""
-        internals.pace_metadata_updates()
+        kafka_pacing.pace_metadata_updates()
         specs = topic_specs(self.settings, [self.topic])
         await self._within(ensure_topics(self.settings, specs, CONNECT_TIMEOUT_S), "creating the topics")
         producer = AIOKafkaProducer(
