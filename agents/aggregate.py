@@ -49,6 +49,10 @@ BATCH_MAX = 10_000
 BATCH_LINGER_S = 0.02
 BATCH_RETRY_S = 1.0
 BATCH_RETRY_MAX_S = 10.0
+#: A batch not through after this long is given up and processed again from the stored state:
+#: an acknowledgement that never comes must not hold the worker's partitions forever. Longer
+#: than a broker restart, so an ordinary outage is waited out rather than retried.
+BATCH_STUCK_S = 60.0
 #: Attempts of a batch that fails on its own data (not on the broker or the disk) before its
 #: records are processed one at a time and the one that fails alone is dead-lettered.
 BATCH_ATTEMPTS = 3
@@ -254,6 +258,8 @@ async def _process_batch(messages: list[Message]) -> None:
     by_partition: dict[int, list[Message]] = defaultdict(list)
     for msg in messages:
         by_partition[msg.partition].append(msg)
+    global _current_stage
+    _current_stage = "fold"
     sends: list[Any] = []
     stages: list[tuple[str, float]] = []
     clock = time.perf_counter()
@@ -261,8 +267,7 @@ async def _process_batch(messages: list[Message]) -> None:
     clock = _stage(stages, "fold", clock)
     finalized = any(part.final_slots for part in parts.values())
     # One wait for the broker's acks per batch (not per partition), then the state writes.
-    if sends:
-        await asyncio.gather(*sends)
+    await _acknowledged(sends)
     clock = _stage(stages, "publish", clock)
     if finalized:
         faults.reached("after-publish")
@@ -278,11 +283,13 @@ async def _process_batch(messages: list[Message]) -> None:
     # Offsets are committed only for state the changelog holds: a worker taking over recovers it.
     written = state_table.take_unacked()
     try:
-        await asyncio.gather(*written)
-    except Exception as exc:
+        await _acknowledged(written)
+    except BaseException as exc:  # a stuck batch is cancelled here: RocksDB is ahead all the same
         for partition, part in parts.items():
             _changelog_behind.setdefault(partition, set()).update(part.final_slots)
-        raise _StoreFailed(f"the broker did not acknowledge the changelog: {exc!r}") from exc
+        if isinstance(exc, Exception):
+            raise _StoreFailed(f"the broker did not acknowledge the changelog: {exc!r}") from exc
+        raise
     _stage(stages, "changelog", clock)
     for partition in parts:
         _changelog_behind.pop(partition, None)
@@ -293,10 +300,36 @@ async def _process_batch(messages: list[Message]) -> None:
         faults.reached("before-commit")
 
 
+#: The step the running batch is in: what a stuck batch's warning names.
+_current_stage = "fold"
+
+
 def _stage(stages: list[tuple[str, float]], name: str, started: float) -> float:
+    global _current_stage
     now = time.perf_counter()
     stages.append((name, now - started))
+    _current_stage = _NEXT_STAGE.get(name, name)
     return now
+
+
+_NEXT_STAGE = {"fold": "publish", "publish": "store", "store": "changelog"}
+
+
+async def _acknowledged(sent: list[Any]) -> None:
+    """Wait for the broker's acknowledgements. Shielded: a batch given up as stuck
+    (``BATCH_STUCK_S``) leaves its sends to the producer rather than cancelling them."""
+    if not sent:
+        return
+    acks = asyncio.gather(*sent)
+    acks.add_done_callback(lambda done: done.cancelled() or done.exception())
+    await asyncio.shield(acks)
+
+
+async def _through_or_stuck(messages: list[Message]) -> None:
+    try:
+        await asyncio.wait_for(_process_batch(messages), BATCH_STUCK_S)
+    except TimeoutError:
+        raise _StoreFailed(f"not through after {BATCH_STUCK_S:.0f}s, waiting in {_current_stage}") from None
 
 
 def _forget_batch_state(messages: list[Message]) -> None:
@@ -318,7 +351,7 @@ async def _run_batch(messages: list[Message], *, alone: bool = False) -> None:
     attempts, backoff = 0, BATCH_RETRY_S
     while True:
         try:
-            await _process_batch(messages)
+            await _through_or_stuck(messages)
             return
         except _Revoked:
             _forget_batch_state(messages)

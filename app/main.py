@@ -27,6 +27,12 @@ from app.settings import Settings, get_settings
 #: How often the consumer refreshes its metadata: a subscribed topic that appears after the
 #: worker joined (deleted and re-created, say) is picked up by a rebalance this soon.
 METADATA_MAX_AGE_MS = 10_000
+#: How long the producer waits for a produce request's answer, which is also how long the broker
+#: may hold it and how long a batch may wait in the producer: the Java client's 30 s, not Faust's
+#: 20 minutes: a produce request the broker never answers (a connection left half-open by a
+#: restart, a request held in its purgatory) would hold a batch's sends, and with them the
+#: worker's partitions, that long.
+PRODUCER_REQUEST_TIMEOUT_S = 30.0
 PROVISION_RETRY_S = 1.0
 PROVISION_RETRY_MAX_S = 10.0
 
@@ -100,6 +106,7 @@ def create_app(settings: Settings) -> StreamPulseApp:
         broker_heartbeat_interval=max(0.5, session_timeout_s / 10),
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         producer_acks=-1,
+        producer_request_timeout=PRODUCER_REQUEST_TIMEOUT_S,
         producer_linger_ms=5,
         producer_max_batch_size=512 * 1024,
         producer_compression_type="lz4",
