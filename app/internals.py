@@ -235,9 +235,10 @@ class BatchConsumer(aiokafka_driver.Consumer):
         self._start_offset = {}
         fresh = [tp for tp in tps if tp not in committed]
         first = await self.earliest_offsets(*fresh) if fresh else {}
-        for tp in tps:
-            offset = committed.get(tp) or first.get(tp) or 0
-            await self.seek(tp, offset)
+        positions = {tp: committed.get(tp) or first.get(tp) or 0 for tp in tps}
+        if positions:
+            await self.seek_wait(positions)
+        for tp, offset in positions.items():
             self._next_offset[tp] = self._start_offset[tp] = offset
 
     def uncommitted(self, tp: TP) -> int | None:
@@ -255,7 +256,21 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
     async def _rewind(self, tp: TP, offset: int) -> None:
         if tp in self.assignment():
-            await self.seek(tp, offset)
+            await self.seek_wait({tp: offset})
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        """Seek in the consumer's own thread, and set Faust's read offsets as ``seek`` does.
+
+        Faust's ``seek`` runs aiokafka's from the calling thread, beside the consumer thread's
+        fetch: aiokafka's fetcher then found a partition's buffered records removed under it
+        (``KeyError`` in ``fetched_records``) and the fetcher service crashed, so the worker
+        stopped consuming. ``seek_wait`` hands the seek to the consumer thread."""
+        await self._seek_positions(partitions)
+        for tp, offset in partitions.items():
+            self._read_offset[tp] = offset if offset else None
+
+    async def _seek_positions(self, partitions: Mapping[TP, int]) -> None:
+        await super().seek_wait(partitions)
 
     async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None, seeks: int) -> None:
         generation = self.app.consumer_generation_id

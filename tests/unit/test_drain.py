@@ -167,6 +167,10 @@ class _SimConsumer(BatchConsumer):
     async def _seek(self, partition: TP, offset: int) -> None:
         self.broker.position[partition] = offset
 
+    async def _seek_positions(self, partitions: Mapping[TP, int]) -> None:
+        for tp, offset in partitions.items():
+            self.broker.position[tp] = offset
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Faust treats a gap as processed: the group commits past it."""
         self.gaps.append((tp.partition, offset_from, offset_to))
